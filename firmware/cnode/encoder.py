@@ -1,0 +1,376 @@
+# The on-node payload encoder: packs timed samples into compact CBOR frames that never exceed a size limit.
+#
+# Frame (docs/payload.md): CBOR [version, channel_mask, bits] or [version, channel_mask, bits, flags]
+#   bits: t0 (32, seconds since 2000-01-01 UTC) | eg0(n-1) | n>1: regular (1) then eg6(dt) or k(4)+rice(dt_i)
+#         then per channel in the mask, ascending id:
+#         n>1: all-present (1), else n presence bits | len5(zigzag(first - ref)) |
+#         more than one value: k (4) + rice_k(zigzag(v_i - v_{i-1})) over the present values
+#   flags: flat [sample index, channel id, flag bits, ...], only when some reading carries flags
+# Memory: every buffer is allocated in __init__; add() and finish() allocate nothing for ids < 30.
+from array import array
+
+from cnode.bits import BitWriter, KMAX, eg_cost, len5_cost, rice_cost, zigzag
+from cnode.channels import VERSION
+
+_NK = KMAX + 1
+LIMIT_MAX = 242  # largest application payload of any region/DR we serve (EU868 DR5: 222)
+LIMIT_MIN = 32  # any one reading with its flag fits (EU868 DR0 allows 51)
+VALUE_MAX = (1 << 29) - 1  # |value - ref| bound: zigzag stays a small int on a 32-bit port
+
+
+def _uint_size(v):
+    # CBOR head size of an unsigned integer v (v < 2**32 here)
+    if v < 24:
+        return 1
+    if v < 0x100:
+        return 2
+    if v < 0x10000:
+        return 3
+    return 5
+
+
+class Encoder:
+    """Accumulates samples of the channels `ids` (ascending registry ids, 0..63) and writes frames.
+
+    add(t, vals, flags) offers one sample (t: seconds since 2000; vals: one int or None per channel;
+    flags: one int per channel or None) and tells whether it fitted; finish() writes the frame into
+    self.buf and returns its length. The frame is a view of self.buf and is valid until the next begin().
+    """
+
+    def __init__(self, ids, refs, max_samples=128, max_flags=24):
+        nch = len(ids)
+        for i in range(nch):
+            if not 0 <= ids[i] < 64 or (i and ids[i] <= ids[i - 1]):
+                raise ValueError("channel ids must ascend within 0..63")
+        self.ids = ids
+        self.refs = refs
+        self.nch = nch
+        self.maxn = max_samples if max_samples < 256 else 255
+        self.maxf = max_flags
+        self.t = array("i", [0] * self.maxn)
+        self.v = array("i", [0] * (nch * self.maxn))
+        self.p = bytearray(nch * self.maxn)
+        self.fl = array("i", [0] * (3 * max_flags))
+        self.rc = array("i", [0] * (nch * _NK))
+        self.tc = array("i", [0] * _NK)
+        self.cnt = array("i", [0] * nch)
+        self.last = array("i", [0] * nch)
+        self.fcost = array("i", [0] * nch)  # len5 cost of each channel's first value
+        self.take = bytearray(nch)  # scratch: channels the offered sample brings
+        self.buf = bytearray(LIMIT_MAX + 16)
+        self.w = BitWriter(self.buf)
+        self.begin(LIMIT_MAX)
+
+    def begin(self, limit):
+        """Start an empty frame of at most `limit` bytes."""
+        if not LIMIT_MIN <= limit <= LIMIT_MAX:
+            raise ValueError("frame limit out of range")
+        self.limit = limit
+        self.n = 0
+        self.nf = 0
+        self.regular = True
+        self.dt = 0
+        self.closed = False
+        for i in range(self.nch):
+            self.cnt[i] = 0
+        for i in range(self.nch * _NK):
+            self.rc[i] = 0
+        for i in range(_NK):
+            self.tc[i] = 0
+
+    def _min_rc(self, c, z):
+        # smallest Rice cost of channel c's deltas with one more delta z (z < 0: none more)
+        base = c * _NK
+        best = 0x3FFFFFFF
+        for k in range(_NK):
+            x = self.rc[base + k] + (rice_cost(z, k) if z >= 0 else 0)
+            if x < best:
+                best = x
+        return best
+
+    def _size(self, n, tbits, chbits, maxid, nflags, fbytes):
+        # frame bytes for n samples given the bit counts of the header and of the channel blocks
+        nbytes = (tbits + chbits + 7) >> 3
+        size = 2 + (2 if nbytes >= 24 else 1) + nbytes
+        if maxid >= 0:
+            size += 1 if maxid < 4 else (2 if maxid < 8 else (3 if maxid < 16 else (5 if maxid < 32 else 9)))
+        if nflags:
+            size += _uint_size(nflags * 3) + fbytes
+        return size
+
+    def add(self, t, vals, flags=None, start=0):
+        """Offer the sample (t, vals) from channel index `start` on.
+
+        Returns the index of the first channel not taken: self.nch when the whole sample fitted, `start`
+        when it did not fit (the frame is full: finish it and offer the sample again). Only an empty frame
+        takes part of a sample, so a sample too large for any one frame is split across frames by channel.
+        """
+        n = self.n
+        nch = self.nch
+        if self.closed or n >= self.maxn:
+            return start
+        # time header for n+1 samples
+        tbits = 32 + eg_cost(n, 0)
+        regular = self.regular
+        d = 0
+        if n:
+            d = t - self.t[n - 1]
+            if d < 0:
+                raise ValueError("sample time goes backwards")
+            if d > VALUE_MAX:
+                raise ValueError("gap between samples too long")
+            if n == 1:
+                regular = True
+            elif d != self.dt:
+                regular = False
+            if regular:
+                tbits += 1 + eg_cost(d if n == 1 else self.dt, 6)
+            else:
+                best = 0x3FFFFFFF
+                for k in range(_NK):
+                    x = self.tc[k] + rice_cost(d, k)
+                    if x < best:
+                        best = x
+                tbits += 1 + 4 + best
+        # channel blocks for n+1 samples
+        chbits = 0
+        maxid = -1
+        nflags = self.nf
+        fbytes = 0
+        for i in range(self.nf):
+            fbytes += _uint_size(self.fl[3 * i]) + _uint_size(self.fl[3 * i + 1]) + _uint_size(self.fl[3 * i + 2])
+        partial = n == 0
+        ntake = 0
+        for c in range(nch):
+            v = vals[c] if c >= start else None
+            cnt = self.cnt[c]
+            cb = 0
+            self.take[c] = 0
+            if v is not None:
+                r = v - self.refs[c] if cnt == 0 else v - self.last[c]
+                if r > VALUE_MAX or r < -VALUE_MAX:
+                    raise ValueError("value out of the format's range")
+                z = zigzag(r)
+                if cnt == 0:
+                    cb = len5_cost(z)
+                else:
+                    cb = self.fcost[c] + 4 + self._min_rc(c, z)
+                cnt += 1
+            elif cnt:
+                cb = self.fcost[c] + (4 + self._min_rc(c, -1) if cnt > 1 else 0)
+            if cnt:
+                if n:
+                    cb += 1
+                if cnt < n + 1:
+                    cb += n + 1
+            fb = 0
+            f = flags[c] if (flags is not None and c >= start) else 0
+            if f:
+                fb = _uint_size(n) + _uint_size(self.ids[c]) + _uint_size(f)
+            if partial and v is not None:
+                # an empty frame takes channels one by one while they fit
+                if nflags + (1 if f else 0) > self.maxf or self._size(
+                        1, tbits, chbits + cb, self.ids[c], nflags + (1 if f else 0), fbytes + fb) > self.limit:
+                    break
+            chbits += cb
+            if cnt:
+                maxid = self.ids[c]
+            if f:
+                nflags += 1
+                fbytes += fb
+            if v is not None:
+                self.take[c] = 1
+                ntake += 1
+        else:
+            c = nch
+        stop = c
+        if partial:
+            if ntake == 0 and stop < nch:
+                raise ValueError("one reading is larger than the frame limit")
+        elif nflags > self.maxf or self._size(n + 1, tbits, chbits, maxid, nflags, fbytes) > self.limit:
+            return start
+        self._commit(t, d, regular, vals, flags, start, stop)
+        if stop < nch:
+            self.closed = True
+        return stop
+
+    def _commit(self, t, d, regular, vals, flags, start, stop):
+        n = self.n
+        nch = self.nch
+        self.t[n] = t
+        if n:
+            for k in range(_NK):
+                self.tc[k] += rice_cost(d, k)
+            if n == 1:
+                self.dt = d
+        self.regular = regular
+        base = n * nch
+        for c in range(nch):
+            if self.take[c] and c < stop:
+                v = vals[c]
+                self.v[base + c] = v
+                self.p[base + c] = 1
+                if self.cnt[c] == 0:
+                    self.fcost[c] = len5_cost(zigzag(v - self.refs[c]))
+                else:
+                    z = zigzag(v - self.last[c])
+                    b = c * _NK
+                    for k in range(_NK):
+                        self.rc[b + k] += rice_cost(z, k)
+                self.cnt[c] += 1
+                self.last[c] = v
+            else:
+                self.p[base + c] = 0
+            f = flags[c] if (flags is not None and start <= c < stop) else 0
+            if f:
+                j = 3 * self.nf
+                self.fl[j] = n
+                self.fl[j + 1] = self.ids[c]
+                self.fl[j + 2] = f
+                self.nf += 1
+        self.n = n + 1
+
+    def finish(self):
+        """Write the frame into self.buf; returns its length (0 for an empty frame)."""
+        n = self.n
+        if n == 0:
+            return 0
+        nch = self.nch
+        buf = self.buf
+        for i in range(len(buf)):
+            buf[i] = 0
+        buf[0] = 0x84 if self.nf else 0x83
+        buf[1] = VERSION
+        # channel mask as a CBOR unsigned integer, written byte by byte (no big ints)
+        maxid = 0
+        for c in range(nch):
+            if self.cnt[c]:
+                maxid = self.ids[c]
+        width = 0 if maxid < 4 else (1 if maxid < 8 else (2 if maxid < 16 else (4 if maxid < 32 else 8)))
+        pos = 2
+        if width == 0:
+            for c in range(nch):
+                if self.cnt[c]:
+                    buf[pos] |= 1 << self.ids[c]
+            pos += 1
+        else:
+            buf[pos] = 0x18 if width == 1 else (0x19 if width == 2 else (0x1A if width == 4 else 0x1B))
+            pos += 1
+            for c in range(nch):
+                if self.cnt[c]:
+                    cid = self.ids[c]
+                    buf[pos + width - 1 - (cid >> 3)] |= 1 << (cid & 7)
+            pos += width
+        # the bit stream, after a byte-string head we fill in once its length is known
+        head = pos
+        w = self.w
+        w.pos = (head + 2) * 8
+        start = w.pos
+        t0 = self.t[0]
+        w.bits(t0 >> 16, 16)
+        w.bits(t0 & 0xFFFF, 16)
+        w.eg(n - 1, 0)
+        if n > 1:
+            if self.regular:
+                w.bits(1, 1)
+                w.eg(self.dt, 6)
+            else:
+                w.pos += 1
+                k = _argmin(self.tc, 0)
+                w.bits(k, 4)
+                for i in range(1, n):
+                    w.rice(self.t[i] - self.t[i - 1], k)
+        for c in range(nch):
+            cnt = self.cnt[c]
+            if not cnt:
+                continue
+            if n > 1:
+                if cnt == n:
+                    w.bits(1, 1)
+                else:
+                    w.pos += 1
+                    for i in range(n):
+                        w.bits(self.p[i * nch + c], 1)
+            prev = 0
+            k = _argmin(self.rc, c * _NK) if cnt > 1 else 0
+            first = True
+            for i in range(n):
+                if not self.p[i * nch + c]:
+                    continue
+                v = self.v[i * nch + c]
+                if first:
+                    w.len5(zigzag(v - self.refs[c]))
+                    if cnt > 1:
+                        w.bits(k, 4)
+                    first = False
+                else:
+                    w.rice(zigzag(v - prev), k)
+                prev = v
+        nbytes = (w.pos - start + 7) >> 3
+        if nbytes < 24:
+            # one-byte head: move the stream one byte left
+            buf[head] = 0x40 + nbytes
+            for i in range(nbytes):
+                buf[head + 1 + i] = buf[head + 2 + i]
+            buf[head + 1 + nbytes] = 0
+            pos = head + 1 + nbytes
+        else:
+            buf[head] = 0x58
+            buf[head + 1] = nbytes
+            pos = head + 2 + nbytes
+        if self.nf:
+            pos = _put_uint(buf, pos, 0x80, self.nf * 3)
+            for i in range(self.nf * 3):
+                pos = _put_uint(buf, pos, 0, self.fl[i])
+        if pos > self.limit:
+            raise ValueError("frame over its limit")  # a bug, never bad input
+        return pos
+
+
+def _argmin(costs, base):
+    best = base
+    for k in range(base + 1, base + _NK):
+        if costs[k] < costs[best]:
+            best = k
+    return best - base
+
+
+def _put_uint(buf, pos, major, v):
+    if v < 24:
+        buf[pos] = major | v
+        return pos + 1
+    if v < 0x100:
+        buf[pos] = major | 24
+        buf[pos + 1] = v
+        return pos + 2
+    if v < 0x10000:
+        buf[pos] = major | 25
+        buf[pos + 1] = v >> 8
+        buf[pos + 2] = v & 0xFF
+        return pos + 3
+    buf[pos] = major | 26
+    buf[pos + 1] = (v >> 24) & 0xFF
+    buf[pos + 2] = (v >> 16) & 0xFF
+    buf[pos + 3] = (v >> 8) & 0xFF
+    buf[pos + 4] = v & 0xFF
+    return pos + 5
+
+
+def pack(enc, samples, limit, emit):
+    """Encode `samples` (iterable of (t, vals, flags)) into frames of at most `limit` bytes.
+
+    Calls emit(buf, length) for every frame; buf is enc.buf, reused for the next frame.
+    """
+    enc.begin(limit)
+    nch = enc.nch
+    for t, vals, flags in samples:
+        start = 0
+        while True:
+            start = enc.add(t, vals, flags, start)
+            if start >= nch:
+                break
+            emit(enc.buf, enc.finish())
+            enc.begin(limit)
+    if enc.n:
+        emit(enc.buf, enc.finish())
+        enc.begin(limit)
