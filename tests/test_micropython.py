@@ -31,7 +31,7 @@ def _cases():
 
 @functools.lru_cache(maxsize=None)
 def _run(module: str) -> dict:
-    env = dict(os.environ, MICROPYPATH=f"{ROOT / 'firmware'}:{FW_TESTS}:{ROOT / 'host_tools' / 'mp'}")
+    env = dict(os.environ, MICROPYPATH=f"{ROOT / 'firmware'}:{FW_TESTS}:{ROOT / 'host_tools'}")
     proc = subprocess.run(
         [MICROPYTHON, "-X", f"heapsize={HEAP}", str(FW_TESTS / "mprunner.py"), module],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -1,0 +1,25 @@
+# Specific sensor errors: every driver failure is one of these, so the sampler can flag and go on.
+
+
+class SensorError(Exception):
+    """Base of every driver error."""
+
+
+class SensorAbsent(SensorError):
+    """No device answers at the address or port (I2C NACK, no bytes at all)."""
+
+
+class SensorTimeout(SensorError):
+    """The device did not finish within the datasheet's time (bounded wait ran out)."""
+
+
+class CRCError(SensorError):
+    """A checksum or CRC over received data did not match."""
+
+
+class FrameError(SensorError):
+    """Bytes arrived but do not form a valid frame or reply (bad header, length, garbage)."""
+
+
+class SensorStuck(SensorError):
+    """The device keeps reporting the same raw value where it should vary (stuck value detection)."""

@@ -1,0 +1,1 @@
+"""Scripts that run under the MicroPython unix port (not imported by CPython code)."""

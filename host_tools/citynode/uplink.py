@@ -1,0 +1,102 @@
+"""Reading uplinks from the formats people hand us: encode's own lines, bare hex or base64, The Things
+Stack v3 uplink messages and ChirpStack v4 up events."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class UplinkError(ValueError):
+    pass
+
+
+@dataclass
+class Uplink:
+    payload: bytes
+    fport: int | None = None
+    device: str | None = None  # DevEUI (lower-case hex) or device id
+    fcnt: int | None = None
+    received: str | None = None  # ISO time at the network server
+
+
+def _hex_or_b64(s: str) -> bytes:
+    s = s.strip()
+    if not s:
+        raise UplinkError("empty line")
+    try:
+        return bytes.fromhex(s)
+    except ValueError:
+        pass
+    try:
+        return base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        raise UplinkError("neither hex nor base64") from None
+
+
+def _b64(s, what: str) -> bytes:
+    if not isinstance(s, str):
+        raise UplinkError(f"{what} missing")
+    try:
+        return base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        raise UplinkError(f"{what} is not base64") from None
+
+
+def parse_ttn(msg: dict) -> Uplink:
+    """A The Things Stack v3 uplink message (MQTT or webhook JSON)."""
+    up = msg.get("uplink_message")
+    if not isinstance(up, dict):
+        raise UplinkError("not a The Things Stack uplink message (no uplink_message)")
+    ids = msg.get("end_device_ids") or {}
+    dev = ids.get("dev_eui") or ids.get("device_id")
+    return Uplink(_b64(up.get("frm_payload"), "uplink_message.frm_payload"), up.get("f_port"),
+                  dev.lower() if isinstance(dev, str) else None, up.get("f_cnt"),
+                  up.get("received_at") or msg.get("received_at"))
+
+
+def parse_chirpstack(msg: dict) -> Uplink:
+    """A ChirpStack v4 up event (integration JSON)."""
+    if "data" not in msg or "deviceInfo" not in msg:
+        raise UplinkError("not a ChirpStack up event (no data/deviceInfo)")
+    info = msg.get("deviceInfo") or {}
+    dev = info.get("devEui")
+    return Uplink(_b64(msg.get("data"), "data"), msg.get("fPort"), dev.lower() if isinstance(dev, str) else None,
+                  msg.get("fCnt"), msg.get("time"))
+
+
+def parse_line(line: str, kind: str) -> Uplink:
+    """One input line of `citynode decode --input KIND`."""
+    line = line.strip()
+    if kind == "hex":
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UplinkError(f"bad JSON: {e.msg}") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("hex"), str):
+                raise UplinkError("JSON line without a 'hex' field")
+            try:
+                payload = bytes.fromhex(obj["hex"])
+            except ValueError:
+                raise UplinkError("'hex' is not hex") from None
+            dev = obj.get("device") or obj.get("dev_eui")
+            return Uplink(payload, obj.get("fport"), dev, obj.get("fcnt"))
+        return Uplink(_hex_or_b64(line))
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise UplinkError(f"bad JSON: {e.msg}") from None
+    if not isinstance(obj, dict):
+        raise UplinkError("expected a JSON object")
+    if kind == "ttn":
+        return parse_ttn(obj)
+    if kind == "chirpstack":
+        return parse_chirpstack(obj)
+    raise UplinkError(f"unknown input kind {kind!r}")
+
+
+def iso_to_unix(s: str) -> float:
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
