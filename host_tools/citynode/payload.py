@@ -13,6 +13,8 @@ from cnode.encoder import Encoder, pack
 from .registry import BY_ID, CHANNELS, EPOCH_2000, VERSION, Channel, channel, flag_bits, flag_names
 
 FPORT = 2
+V_LIMIT = 1 << 31  # raw values lie in [-2**31, 2**31) (int32 on the node); the JS codec relies on this bound
+T_LIMIT = 1 << 32  # sample times lie below 2**32 s after 2000 (the width of t0); the JS codec relies on it too
 DR_LIMITS = (51, 51, 51, 115, 222, 222)  # EU868 max application payload by DR0..DR5
 
 
@@ -89,6 +91,30 @@ class _Bits:
         return ((1 << (n - 1)) | self.read(n - 1)) if n else 0
 
 
+def _rice_run(b: _Bits, k: int, count: int, v: int, out: list) -> None:
+    """Append `count` values, each the previous plus an unzigzagged rice_k code (the hot loop, inlined)."""
+    s, pos, end = b.s, b.pos, b.end
+    find = s.find
+    for _ in range(count):
+        z = find("0", pos, pos + QMAX)
+        if z < 0:  # escape (or truncation): the general path
+            b.pos = pos
+            d = b.rice(k)
+            pos = b.pos
+        else:
+            d = (z - pos) << k
+            pos = z + 1 + k
+            if k:
+                if pos > end:
+                    raise PayloadError("truncated bit stream")
+                d |= int(s[z + 1:pos], 2)
+        v += (d >> 1) ^ -(d & 1)
+        out.append(v)
+    if pos > end:
+        raise PayloadError("truncated bit stream")
+    b.pos = pos
+
+
 def _unzig(z: int) -> int:
     return (z >> 1) ^ -(z & 1)
 
@@ -106,7 +132,7 @@ def decode_frame(data: bytes) -> tuple[list[Sample], list[str]]:
     if not isinstance(obj, list) or len(obj) not in (3, 4):
         raise PayloadError("not a citynode frame (expected a CBOR array of 3 or 4 items)")
     ver, mask, stream = obj[0], obj[1], obj[2]
-    if ver != VERSION:
+    if type(ver) is not int or ver != VERSION:  # not True, 1.0 or simple(1), which compare equal to 1
         raise PayloadError(f"unsupported payload version {ver!r} (this decoder reads {VERSION})")
     if not isinstance(mask, int) or isinstance(mask, bool) or not 0 < mask < (1 << 64):
         raise PayloadError("bad channel mask")
@@ -132,6 +158,8 @@ def decode_frame(data: bytes) -> tuple[list[Sample], list[str]]:
             for _ in range(n - 1):
                 t += b.rice(k)
                 times.append(t)
+        if times[-1] - EPOCH_2000 >= T_LIMIT:
+            raise PayloadError("sample time out of range")
     warn: list[str] = []
     rows: list[dict] = [{} for _ in range(n)]
     cid = 0
@@ -148,16 +176,20 @@ def decode_frame(data: bytes) -> tuple[list[Sample], list[str]]:
             v = _unzig(b.len5()) + (ch.ref if ch else 0)
             vals = [v]
             if len(idx) > 1:
-                k = b.read(4)
-                for _ in range(len(idx) - 1):
-                    z = b.rice(k)
-                    v += _unzig(z)
-                    vals.append(v)
+                _rice_run(b, b.read(4), len(idx) - 1, v, vals)
+            if max(vals) >= V_LIMIT or min(vals) < -V_LIMIT:
+                raise PayloadError(f"value of channel {cid} out of range")
             if ch is None:
                 warn.append(f"unknown channel {cid} skipped")
             else:
-                for i, raw in zip(idx, vals):
-                    rows[i][ch.name] = ch.from_raw(raw)
+                name = ch.name
+                if ch.exp < 0:
+                    div = 10 ** -ch.exp
+                    for i, raw in zip(idx, vals):
+                        rows[i][name] = raw / div
+                else:
+                    for i, raw in zip(idx, vals):
+                        rows[i][name] = ch.from_raw(raw)
         m >>= 1
         cid += 1
     if b.end - b.pos >= 8 or b.s.find("1", b.pos) >= 0:

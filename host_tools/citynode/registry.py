@@ -37,7 +37,8 @@ class Channel:
         """Integer at the resolution -> value in the unit (int when the resolution is 1 or coarser)."""
         if self.exp >= 0:
             return raw * 10 ** self.exp
-        return round(raw * 10.0 ** self.exp, -self.exp)
+        # an exact integer quotient rounds once, to the double nearest the decimal value (857 / 100 == 8.57)
+        return raw / 10 ** -self.exp
 
     def as_dict(self) -> dict:
         return {

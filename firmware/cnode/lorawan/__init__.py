@@ -1,0 +1,40 @@
+# cnode.lorawan: a LoRaWAN 1.0.4 Class A MAC for EU868 in pure MicroPython, and the errors it raises.
+#
+# Modules: cmac (RFC 4493 AES-CMAC), crypto (frame keys, MIC, payload cipher), region (EU868 tables,
+# time on air, duty cycle), store (persistence interface), maccmd (MAC commands), mac (the MAC itself).
+
+
+class LoRaWANError(Exception):
+    """Base of every MAC error."""
+
+
+class MICError(LoRaWANError):
+    """A received frame's MIC does not match (wrong key, corrupted or forged frame)."""
+
+
+class FrameError(LoRaWANError):
+    """A received frame is truncated or malformed, or not addressed to this device."""
+
+
+class ReplayError(LoRaWANError):
+    """A downlink FCnt or a JoinNonce that is not newer than the last accepted one."""
+
+
+class DutyCycleError(LoRaWANError):
+    """Sending now would exceed a regulatory or network duty cycle; `wait_ms` says when it is allowed."""
+
+    def __init__(self, msg, wait_ms):
+        super().__init__(msg)
+        self.wait_ms = wait_ms
+
+
+class NotJoined(LoRaWANError):
+    """An uplink was requested before a session exists (join first)."""
+
+
+class JoinFailed(LoRaWANError):
+    """No valid join-accept arrived within the allowed attempts."""
+
+
+class PayloadTooLong(LoRaWANError):
+    """The application payload does not fit the current data rate (see Mac.max_payload())."""
