@@ -1,0 +1,337 @@
+# A power-safe store-and-forward flash queue: frames are appended to flash before the radio is offered them.
+#
+# Layout under `root` (docs/queue.md):
+#   sXXXXXXXX  append-only segments (hex number ascending), each a run of records:
+#              magic u16 0xC39E | length u16 | seq u32 | crc32 u32 over the first 8 bytes + data | data
+#              (little-endian). A segment takes at most seg_bytes; then the next one starts.
+#   m0, m1     two alternating ack-pointer slots: magic u16 0x514D | version u16 | gen u32 | acked u32 |
+#              dropped u32 | crc32 u32 over the first 16 bytes. The valid slot with the higher gen wins.
+# Safety argument (every write can be torn at any byte; rename/remove/create are atomic):
+#   - push() returns only after the record is written and flushed; a torn record fails its CRC and is skipped,
+#     and a segment whose tail is torn is never appended to again (the next push starts a new segment).
+#   - ack() rewrites the *older* slot, so a torn slot leaves the previous pointer intact: at worst the last
+#     acked frame is offered again (at-least-once), never lost.
+#   - dropping the oldest segment when the queue is full writes the pointer (acked, dropped += n) first and
+#     removes the file after; a cut between leaves a fully-acked segment that the next boot removes.
+# Memory: push/peek/ack reuse buffers from __init__; peek returns a view valid until the next queue call.
+import struct
+from binascii import crc32
+from micropython import const
+
+FRAME_MAX = const(242)
+_MAGIC = const(0xC39E)
+_HDR = const(12)
+_META_MAGIC = const(0x514D)
+_META_VER = const(1)
+_META = const(20)
+
+
+class Queue:
+    """Frames (bytes, 1..242) in FIFO order on flash; seq numbers ascend from 1 and are never reused."""
+
+    def __init__(self, fs, root="/q", seg_bytes=4096, max_segs=8):
+        if max_segs < 2 or seg_bytes < _HDR + FRAME_MAX:
+            raise ValueError("queue needs max_segs >= 2 and seg_bytes >= 254")
+        self.fs = fs
+        self.root = root
+        self.seg_bytes = seg_bytes
+        self.max_segs = max_segs
+        self._wbuf = bytearray(_HDR + FRAME_MAX)
+        self._rbuf = bytearray(_HDR + FRAME_MAX)
+        self._wmv = memoryview(self._wbuf)
+        self._rmv = memoryview(self._rbuf)
+        self._mbuf = bytearray(_META)
+        self._mpath = (root + "/m0", root + "/m1")
+        self._segs = []  # [segno, first_seq, last_seq, path], ascending; first/last 0 while empty
+        self._wf = None  # append handle of the write segment
+        self._wseg = -1  # index into _segs of the write segment, -1: next push starts a new one
+        self._wsize = 0
+        self._wlast = -1  # offset of the record last pushed (peek serves it from _wbuf)
+        self._rf = None  # read handle and the segment index it reads
+        self._rfseg = -1
+        self._rseg = 0  # read cursor: segment index, offset
+        self._roff = 0
+        self._pseq = 0  # the record peek() returned last and the offset after it
+        self._pnext = 0
+        self.gen = 0
+        self.acked = 0
+        self.dropped = 0
+        self.depth = 0
+        self.next_seq = 1
+        self._recover()
+
+    # --- boot ------------------------------------------------------------------------------------------------
+    def _recover(self):
+        fs = self.fs
+        try:
+            fs.stat(self.root)
+        except OSError:
+            fs.mkdir(self.root)
+        for i in (0, 1):
+            self._load_meta(self._mpath[i])
+        names = []
+        for name in fs.listdir(self.root):
+            if len(name) == 9 and name[0] == "s":
+                try:
+                    names.append(int(name[1:], 16))
+                except ValueError:
+                    pass
+        names.sort()
+        top = self.acked
+        n = len(names)
+        for i in range(n):
+            path = "%s/s%08x" % (self.root, names[i])
+            first, last, live, clean, size = self._scan(path)
+            if last > top:
+                top = last
+            if live == 0 and i < n - 1:
+                fs.remove(path)  # fully acked or empty, and not the newest: garbage
+                continue
+            self._segs.append([names[i], first, last, path])
+            self.depth += live
+            if i == n - 1 and clean and size + _HDR + FRAME_MAX <= self.seg_bytes:
+                self._wseg = len(self._segs) - 1  # append to it; a torn tail starts a new segment instead
+                self._wsize = size
+        self.next_seq = top + 1
+
+    def _load_meta(self, path):
+        try:
+            f = self.fs.open(path, "rb")
+        except OSError:
+            return
+        try:
+            n = f.readinto(self._mbuf)
+        finally:
+            f.close()
+        if n != _META:
+            return
+        magic, ver, gen, acked, dropped, crc = struct.unpack("<HHIIII", self._mbuf)
+        if magic != _META_MAGIC or ver != _META_VER or crc != crc32(self._mbuf[:16]):
+            return
+        if gen > self.gen:
+            self.gen, self.acked, self.dropped = gen, acked, dropped
+
+    def _scan(self, path, start=0):
+        """Valid records of one segment: (first, last, live (seq > acked), clean end, size). Reads it whole."""
+        f = self.fs.open(path, "rb")
+        try:
+            data = f.read()
+        finally:
+            f.close()
+        mv = memoryview(data)
+        size = len(data)
+        first = last = live = 0
+        clean = True
+        off = start
+        while off < size:
+            n = self._valid(mv, off, size)
+            if n < 0:
+                clean = False
+                off += 1  # resynchronise on the next magic with a good CRC
+                continue
+            seq = struct.unpack_from("<I", data, off + 4)[0]
+            if first == 0:
+                first = seq
+            last = seq
+            if seq > self.acked:
+                live += 1
+            off += _HDR + n
+        return first, last, live, clean, size
+
+    @staticmethod
+    def _valid(mv, off, size):
+        # data length of a good record at mv[off:], or -1
+        if off + _HDR > size:
+            return -1
+        magic, n, seq, crc = struct.unpack_from("<HHII", mv, off)
+        if magic != _MAGIC or n == 0 or n > FRAME_MAX or off + _HDR + n > size:
+            return -1
+        if crc32(mv[off + _HDR:off + _HDR + n], crc32(mv[off:off + 8])) != crc:
+            return -1
+        return n
+
+    # --- push ------------------------------------------------------------------------------------------------
+    def push(self, frame):
+        """Append one frame durably; returns its seq. Drops the oldest segment when the queue is full."""
+        n = len(frame)
+        if n == 0 or n > FRAME_MAX:
+            raise ValueError("frame length must be 1..242")
+        rec = _HDR + n
+        if self._wseg < 0 or self._wsize + rec > self.seg_bytes:
+            self._roll()
+        elif self._wf is None:
+            self._wf = self.fs.open(self._segs[self._wseg][3], "ab")
+        seq = self.next_seq
+        buf = self._wbuf
+        struct.pack_into("<HHI", buf, 0, _MAGIC, n, seq)
+        buf[_HDR:rec] = frame
+        struct.pack_into("<I", buf, 8, crc32(self._wmv[_HDR:rec], crc32(self._wmv[:8])))
+        f = self._wf
+        try:
+            f.write(self._wmv[:rec])
+            f.flush()
+        except OSError:  # unknown tail: never append to this segment again
+            self._wseg = -1
+            self._wf = None
+            raise
+        seg = self._segs[self._wseg]
+        if seg[1] == 0:
+            seg[1] = seq
+        seg[2] = seq
+        self._wlast = self._wsize
+        self._wsize += rec
+        self.next_seq = seq + 1
+        self.depth += 1
+        return seq
+
+    def _roll(self):
+        if self._wf is not None:
+            self._wf.close()
+            self._wf = None
+        self._wseg = -1
+        while len(self._segs) >= self.max_segs:
+            self._drop_oldest()
+        no = self._segs[-1][0] + 1 if self._segs else 1
+        path = "%s/s%08x" % (self.root, no)
+        self._wf = self.fs.open(path, "wb")
+        self._segs.append([no, 0, 0, path])
+        self._wseg = len(self._segs) - 1
+        self._wsize = 0
+        self._wlast = -1
+
+    def _drop_oldest(self):
+        seg = self._segs[0]
+        lost = 0
+        acked = self.acked
+        if seg[2] > acked:
+            lost = self._scan(seg[3])[2]
+            acked = seg[2]
+        if acked != self.acked:
+            self._write_meta(acked, self.dropped + lost)
+            self.dropped += lost
+            self.acked = acked
+            self.depth -= lost
+        self._close_reader()
+        self.fs.remove(seg[3])
+        self._segs.pop(0)
+        if self._wseg > 0:
+            self._wseg -= 1
+        if self._rseg > 0:
+            self._rseg -= 1
+        else:
+            self._roff = 0
+        self._pseq = 0
+
+    # --- peek / ack ------------------------------------------------------------------------------------------
+    def peek(self):
+        """(seq, frame) of the oldest frame not acked, or None. frame is a view valid until the next call."""
+        while self.depth > 0 and self._rseg < len(self._segs):
+            seg = self._segs[self._rseg]
+            if self._rseg == self._wseg and self._roff == self._wlast:
+                mv = self._wmv  # the record pushed last is still in RAM
+                n = struct.unpack_from("<H", self._wbuf, 2)[0]
+            else:
+                n = self._read(seg)
+                if n < 0:
+                    continue
+                mv = self._rmv
+            seq = struct.unpack_from("<I", mv, 4)[0]
+            self._pseq = seq
+            self._pnext = self._roff + _HDR + n
+            if seq <= self.acked:
+                self._roff = self._pnext
+                continue
+            return seq, mv[_HDR:_HDR + n]
+        self.depth = 0
+        return None
+
+    def _read(self, seg):
+        # read the record at the cursor into _rbuf; returns its length, or -1 after moving the cursor on
+        if self._rfseg != self._rseg or self._rseg == self._wseg:
+            self._close_reader()
+            self._rf = self.fs.open(seg[3], "rb")
+            self._rfseg = self._rseg
+        f = self._rf
+        f.seek(self._roff)
+        got = f.readinto(self._rbuf)
+        if got > 0:
+            n = self._valid(self._rmv, 0, got)
+            if n >= 0:
+                return n
+            # corrupt or torn record: resynchronise on the next good one in this segment
+            off = self._resync(seg[3], self._roff + 1)
+            if off >= 0:
+                self._roff = off
+                return -1
+        if self._rseg == self._wseg:  # nothing more yet
+            self._rseg = len(self._segs)
+            self._close_reader()
+            self._rseg = self._wseg
+            self.depth = 0
+            return -1
+        self._rseg += 1
+        self._roff = 0
+        return -1
+
+    def _resync(self, path, start):
+        f = self.fs.open(path, "rb")
+        try:
+            data = f.read()
+        finally:
+            f.close()
+        mv = memoryview(data)
+        for off in range(start, len(data)):
+            if self._valid(mv, off, len(data)) >= 0:
+                return off
+        return -1
+
+    def _close_reader(self):
+        if self._rf is not None:
+            self._rf.close()
+            self._rf = None
+        self._rfseg = -1
+
+    def ack(self, seq):
+        """The frame `seq` and every older one are delivered: they will not be offered again."""
+        if seq <= self.acked:
+            return
+        if seq >= self.next_seq:
+            raise ValueError("ack of a frame never pushed")
+        rseg, roff, k = self._rseg, self._roff, 0
+        if self._pseq == seq and self._pseq > self.acked:
+            roff = self._pnext  # the usual case: ack of the frame just peeked
+            k = 1
+        else:
+            while True:
+                item = self.peek()
+                if item is None or item[0] > seq:
+                    break
+                k += 1
+                self._roff = self._pnext
+            rseg, roff = self._rseg, self._roff
+        self._write_meta(seq, self.dropped)
+        self.acked = seq
+        self.depth = self.depth - k if self.depth > k else 0
+        self._rseg, self._roff, self._pseq = rseg, roff, 0
+        # segments before the read cursor are fully acked: remove them (the pointer is already on flash)
+        while self._rseg > 0 and self._segs[0][2] <= seq:
+            self._drop_oldest()
+
+    def _write_meta(self, acked, dropped):
+        gen = self.gen + 1
+        b = self._mbuf
+        struct.pack_into("<HHIII", b, 0, _META_MAGIC, _META_VER, gen, acked, dropped)
+        struct.pack_into("<I", b, 16, crc32(b[:16]))
+        f = self.fs.open(self._mpath[gen & 1], "wb")
+        try:
+            f.write(b)
+        finally:
+            f.close()
+        self.gen = gen
+
+    def close(self):
+        """Close open handles (not needed for safety: every push and ack is already on flash)."""
+        self._close_reader()
+        if self._wf is not None:
+            self._wf.close()
+            self._wf = None
