@@ -1,0 +1,164 @@
+# The sampler: reads every due sensor once per cycle, with warm-up, and turns readings into a sample with flags.
+#
+# A faulty or missing sensor never stops a cycle: its channels get None and a flag, the others are read.
+# Time is passed in (`now` in seconds); waits go through the clock object, so tests run days in seconds.
+from micropython import const
+
+from cnode.channels import (F_COMM, F_HUMID, F_MISSING, F_OUT_OF_RANGE, F_STUCK, F_WARMING_UP, by_name)
+from cnode.drivers.errors import CRCError, FrameError, SensorError
+
+HUMID_PM = const(700)  # 70.0 %RH in humidity's resolution: PM above this is flagged (airRohr #333/#599)
+STUCK_AFTER = const(12)  # identical raw readings in a row before a varying channel is flagged stuck
+_PM = ("pm1", "pm2_5", "pm10")
+_VARYING = ("temperature", "humidity", "pressure", "co2")
+
+
+class Slot:
+    """One sensor as the sampler schedules it."""
+
+    def __init__(self, driver, every=1, warmup_ms=0):
+        self.driver = driver
+        self.every = every  # read on every n-th cycle
+        self.warmup_ms = warmup_ms  # wake this long before reading (e.g. SDS011 fan: 30 s)
+        self.idx = []  # sample slot of each of the driver's channels
+        self.errors = 0
+        self.last_error = ""
+
+
+class Sampler:
+    def __init__(self, slots, clock, extra=()):
+        """slots: Slot objects; extra: channel names filled by the caller (status channels)."""
+        self.slots = slots
+        self.clock = clock
+        names = []
+        for s in slots:
+            for n in s.driver.channels:
+                if n not in names:
+                    names.append(n)
+        for n in extra:
+            if n not in names:
+                names.append(n)
+        rows = []
+        for n in names:
+            row = by_name(n)
+            if row is None:
+                raise ValueError("no channel named " + n)
+            rows.append(row)
+        rows.sort(key=lambda r: r[0])
+        self.rows = rows
+        self.names = [r[1] for r in rows]
+        self.ids = [r[0] for r in rows]
+        self.refs = [r[6] for r in rows]
+        for s in slots:
+            s.idx = [self.names.index(n) for n in s.driver.channels]
+        n = len(rows)
+        self.vals = [None] * n
+        self.flags = [0] * n
+        self.same = [0] * n  # identical readings in a row
+        self.prev = [None] * n
+        self.cycle_no = 0
+        self._humid = self.names.index("humidity") if "humidity" in self.names else -1
+        self._pm = [i for i in range(n) if self.names[i] in _PM]
+        self._varying = [self.names[i] in _VARYING for i in range(n)]
+
+    def index(self, name):
+        return self.names.index(name)
+
+    def due(self, slot):
+        return self.cycle_no % slot.every == 0
+
+    def warmup_ms(self):
+        """The longest warm-up among the sensors due this cycle: wake them this long before sample()."""
+        w = 0
+        for s in self.slots:
+            if self.due(s) and s.warmup_ms > w:
+                w = s.warmup_ms
+        return w
+
+    def wake(self):
+        for s in self.slots:
+            if self.due(s) and s.warmup_ms and hasattr(s.driver, "wake"):
+                try:
+                    s.driver.wake()
+                except SensorError as e:
+                    s.errors += 1
+                    s.last_error = str(e)
+
+    def sample(self):
+        """Read every due sensor once. Fills self.vals/self.flags; returns the number of sensors that failed."""
+        vals = self.vals
+        flags = self.flags
+        for i in range(len(vals)):
+            vals[i] = None
+            flags[i] = 0
+        failed = 0
+        for s in self.slots:
+            if not self.due(s):
+                continue
+            d = s.driver
+            try:
+                d.read()
+                for j in range(len(s.idx)):
+                    vals[s.idx[j]] = d.values[j]
+                    if d.values[j] is None:
+                        flags[s.idx[j]] |= F_MISSING
+                if s.warmup_ms and getattr(d, "warming", False):
+                    for j in s.idx:
+                        flags[j] |= F_WARMING_UP
+            except (CRCError, FrameError) as e:
+                failed += 1
+                s.errors += 1
+                s.last_error = str(e)
+                for j in s.idx:
+                    flags[j] |= F_COMM | F_MISSING
+            except SensorError as e:
+                failed += 1
+                s.errors += 1
+                s.last_error = str(e)
+                for j in s.idx:
+                    flags[j] |= F_MISSING
+            except OSError as e:  # a bus error the driver did not classify: still only this sensor
+                failed += 1
+                s.errors += 1
+                s.last_error = "OSError %s" % (e,)
+                for j in s.idx:
+                    flags[j] |= F_MISSING
+            if s.warmup_ms and hasattr(d, "sleep"):
+                try:
+                    d.sleep()
+                except SensorError:
+                    pass
+        self._quality()
+        self.cycle_no += 1
+        return failed
+
+    def _quality(self):
+        vals = self.vals
+        flags = self.flags
+        rows = self.rows
+        for i in range(len(vals)):
+            v = vals[i]
+            if v is None:
+                continue
+            if v < rows[i][4] or v > rows[i][5]:
+                flags[i] |= F_OUT_OF_RANGE
+            if self._varying[i]:
+                if v == self.prev[i]:
+                    self.same[i] += 1
+                    if self.same[i] >= STUCK_AFTER:
+                        flags[i] |= F_STUCK
+                else:
+                    self.same[i] = 0
+                self.prev[i] = v
+        h = self._humid
+        rh = vals[h] if h >= 0 else None
+        if rh is not None and rh > HUMID_PM:
+            for i in self._pm:
+                if vals[i] is not None:
+                    flags[i] |= F_HUMID
+
+    def any_flags(self):
+        for f in self.flags:
+            if f:
+                return True
+        return False

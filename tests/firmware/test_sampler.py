@@ -1,0 +1,106 @@
+# Sampler tests: every fault kind on one sensor leaves the others sampled, and readings carry the right flags.
+from cnode.sampler import Sampler, Slot, STUCK_AFTER
+from cnode.channels import F_COMM, F_HUMID, F_MISSING, F_OUT_OF_RANGE, F_STUCK, F_WARMING_UP
+from cnode.drivers.errors import CRCError, FrameError, SensorAbsent, SensorTimeout
+from citynode.hwsim.clock import VirtualClock
+from fwtest import raises
+
+
+class FakeDriver:
+    def __init__(self, channels, values):
+        self.channels = channels
+        self.values = [None] * len(channels)
+        self.script = list(values)  # each item: a list of values, or an exception to raise
+        self.woken = 0
+        self.slept = 0
+        self.warming = False
+
+    def read(self):
+        item = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(item, Exception):
+            raise item
+        for i in range(len(item)):
+            self.values[i] = item[i]
+
+    def wake(self):
+        self.woken += 1
+
+    def sleep(self):
+        self.slept += 1
+
+
+def _sampler(pm_script, env_script=None):
+    pm = FakeDriver(("pm2_5", "pm10"), pm_script)
+    env = FakeDriver(("temperature", "humidity"), env_script or [[1234, 555]])
+    return Sampler([Slot(pm, warmup_ms=30000), Slot(env)], VirtualClock(), extra=("battery",)), pm, env
+
+
+def test_channels_sorted_by_registry_id():
+    s, _, _ = _sampler([[10, 20]])
+    assert s.names == ["temperature", "humidity", "pm2_5", "pm10", "battery"]
+    assert s.ids == [0, 1, 4, 5, 16]
+
+
+def test_values_land_in_their_slots():
+    s, _, _ = _sampler([[33, 94]])
+    assert s.sample() == 0
+    assert s.vals == [1234, 555, 33, 94, None]
+    assert s.flags == [0, 0, 0, 0, 0]
+
+
+def test_every_fault_kind_flags_only_its_sensor():
+    for exc, want in ((SensorAbsent("x"), F_MISSING), (SensorTimeout("x"), F_MISSING),
+                      (CRCError("x"), F_COMM | F_MISSING), (FrameError("x"), F_COMM | F_MISSING),
+                      (OSError(19), F_MISSING)):
+        s, pm, env = _sampler([exc, [40, 50]])
+        assert s.sample() == 1
+        assert s.vals[:2] == [1234, 555], exc
+        assert s.vals[2:4] == [None, None]
+        assert s.flags[2] == want and s.flags[3] == want
+        assert s.flags[0] == 0
+        assert pm.slept == 1  # the fan is put to sleep even after a failed read
+        assert s.sample() == 0  # recovered on the next cycle
+        assert s.vals[2:4] == [40, 50] and s.flags[2] == 0
+
+
+def test_humid_pm_flagged():
+    s, _, _ = _sampler([[33, 94]], [[1234, 850]])
+    s.sample()
+    assert s.flags[2] == F_HUMID and s.flags[3] == F_HUMID and s.flags[1] == 0
+
+
+def test_out_of_range_flagged():
+    s, _, _ = _sampler([[33, 94]], [[9000, 555]])
+    s.sample()
+    assert s.flags[0] == F_OUT_OF_RANGE
+
+
+def test_stuck_value_flagged_after_repeats():
+    s, _, _ = _sampler([[33, 94]])
+    for _ in range(STUCK_AFTER):
+        s.sample()
+        assert s.flags[0] & F_STUCK == 0
+    s.sample()
+    assert s.flags[0] & F_STUCK
+    assert s.flags[2] & F_STUCK == 0  # PM may legitimately repeat
+
+
+def test_warmup_and_intervals():
+    pm = FakeDriver(("pm10",), [[10]])
+    env = FakeDriver(("temperature",), [[100]])
+    s = Sampler([Slot(pm, every=3, warmup_ms=30000), Slot(env)], VirtualClock())
+    got = []
+    for _ in range(6):
+        got.append(s.warmup_ms())
+        s.wake()
+        s.sample()
+    assert got == [30000, 0, 0, 30000, 0, 0]
+    assert pm.woken == 2 and pm.slept == 2
+    pm.warming = True
+    s.cycle_no = 0
+    s.sample()
+    assert s.flags[s.index("pm10")] == F_WARMING_UP
+
+
+def test_unknown_channel_rejected():
+    raises(ValueError, Sampler, [Slot(FakeDriver(("ozone",), [[1]]))], VirtualClock())
