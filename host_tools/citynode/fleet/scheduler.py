@@ -17,7 +17,7 @@ class Stop(BaseException):
 
 
 class _Task:
-    __slots__ = ("name", "fn", "now", "go", "thread", "done", "error", "stop")
+    __slots__ = ("name", "fn", "now", "go", "thread", "done", "error", "stop", "interrupt")
 
     def __init__(self, name, fn, at_us):
         self.name = name
@@ -28,6 +28,7 @@ class _Task:
         self.done = False
         self.error = None
         self.stop = False
+        self.interrupt = None  # an exception to raise in the task when it next wakes
 
 
 class Scheduler:
@@ -39,6 +40,7 @@ class Scheduler:
         self._back = threading.Event()  # a task handed control back to the loop
         self._until = 0
         self.switches = 0
+        self.current: _Task | None = None  # the task running now
 
     # --- setting up ------------------------------------------------------------------------------
     def spawn(self, name: str, fn, at_s: float = 0.0) -> "_Task":
@@ -71,6 +73,7 @@ class Scheduler:
 
     def _resume(self, task: _Task) -> None:
         task.now = self.now
+        self.current = task
         self._back.clear()
         self.switches += 1
         if task.thread is None:
@@ -116,6 +119,9 @@ class Scheduler:
         if task.stop:
             raise Stop()
         task.now = self.now
+        if task.interrupt is not None:  # e.g. a power cut that struck while the node slept
+            exc, task.interrupt = task.interrupt, None
+            raise exc
 
 
 class TaskClock:
@@ -125,11 +131,14 @@ class TaskClock:
         self.sched = sched
         self.task = task
 
+    def _now(self) -> int:
+        return self.task.now
+
     def ticks_ms(self):
-        return (self.task.now // 1000) % _TICKS_PERIOD
+        return (self._now() // 1000) % _TICKS_PERIOD
 
     def ticks_us(self):
-        return self.task.now % _TICKS_PERIOD
+        return self._now() % _TICKS_PERIOD
 
     def ticks_add(self, t, delta):
         return (t + delta) % _TICKS_PERIOD
@@ -148,10 +157,29 @@ class TaskClock:
         self.sched.sleep_us(self.task, int(s * 1_000_000))
 
     def time(self):
-        return self.sched.start_s + self.task.now // 1_000_000
+        return self.sched.start_s + self._now() // 1_000_000
 
     def monotonic_ms(self):
-        return self.task.now // 1000
+        return self._now() // 1000
 
     def unix(self) -> float:
-        return EPOCH_2000 + self.sched.start_s + self.task.now / 1_000_000
+        return EPOCH_2000 + self.sched.start_s + self._now() / 1_000_000
+
+
+class SchedClock(TaskClock):
+    """One clock object for every node and twin: it reads and sleeps on whichever task runs now."""
+
+    def __init__(self, sched: Scheduler):
+        self.sched = sched
+
+    @property
+    def task(self):  # type: ignore[override]
+        return self.sched.current
+
+    def _now(self) -> int:
+        cur = self.sched.current
+        return cur.now if cur is not None else self.sched.now
+
+    @property
+    def us(self) -> int:
+        return self._now()

@@ -1,0 +1,194 @@
+# The node's cycle: wake, sample, store, send what the data rate and duty cycle allow, obey downlinks, sleep.
+#
+# Every sample is a record in the flash queue before any radio sees it; frames are built from the queue at
+# send time (so they fit the data rate then in force) and acknowledged in the queue only after the MAC sent
+# them: a power cut anywhere re-sends at worst, and the decoder drops duplicates by sample time.
+import struct
+
+from micropython import const
+
+from cnode.encoder import Encoder
+from cnode.record import Records
+
+FPORT_DATA = const(2)
+FPORT_CMD = const(3)
+FW_VERSION = const(10000)  # 1.00.00
+_RTC_FMT = "<HIIIHH"  # magic, cycle_no, pending, oldest_t, fill_est, carry
+_RTC_MAGIC = const(0xC17E)
+
+
+class Node:
+    """One node. `link` is the uplink (cnode.lorawan.mac.Mac, or any object with joined, join(), send(),
+    max_payload(), downlink); `queue` the flash queue; `commands(port, data)` handles a downlink and may
+    return a status frame to send; `rtc` keeps a few counters across deep sleep (RTC memory)."""
+
+    def __init__(self, clock, sampler, queue, link, interval_s=300, max_latency_s=3600, status_every=72,
+                 rtc=None, commands=None, reboot_reason=0, log=None):
+        self.clock = clock
+        self.sampler = sampler
+        self.queue = queue
+        self.link = link
+        self.interval_s = interval_s
+        self.max_latency_s = max_latency_s
+        self.status_every = status_every
+        self.rtc = rtc
+        self.commands = commands
+        self.log = log
+        self.rec = Records(sampler.ids)
+        self.enc = Encoder(sampler.ids, sampler.refs)
+        self.cycle_no = 0
+        self.pending = 0  # records in the queue not yet sent
+        self.oldest_t = 0
+        self.fill_est = 8  # records a frame held last time at this DR
+        self.carry = 0  # channel index where the oldest record's next part starts (split records)
+        self.reboot_reason = reboot_reason
+        self.sent_frames = 0
+        self.join_attempts = 0
+        self.errors = 0
+        st = {}
+        for name in ("battery", "reboot_reason", "fw_version", "queue_depth", "dropped"):
+            if name in sampler.names:
+                st[name] = sampler.index(name)
+        self._st = st
+        self._restore()
+
+    # --- state across deep sleep ----------------------------------------------------------------------
+    def _restore(self):
+        if self.rtc is None:
+            self.pending = self.queue.depth
+            return
+        m = self.rtc.memory()
+        if len(m) >= struct.calcsize(_RTC_FMT):
+            magic, c, p, o, f, carry = struct.unpack_from(_RTC_FMT, m, 0)
+            if magic == _RTC_MAGIC:
+                self.cycle_no, self.pending, self.oldest_t, self.fill_est, self.carry = c, p, o, f, carry
+        if self.pending != self.queue.depth:  # the queue on flash is the truth
+            self.pending = self.queue.depth
+            self.carry = 0
+
+    def _persist(self):
+        if self.rtc is not None:
+            self.rtc.memory(struct.pack(_RTC_FMT, _RTC_MAGIC, self.cycle_no & 0xFFFFFFFF, self.pending,
+                                        self.oldest_t, self.fill_est, self.carry))
+
+    def _say(self, msg):
+        if self.log is not None:
+            self.log(msg)
+
+    # --- one cycle ------------------------------------------------------------------------------------
+    def cycle(self):
+        """Run one wake period; returns the milliseconds to sleep until the next one."""
+        start = self.clock.ticks_ms()
+        s = self.sampler
+        w = s.warmup_ms()
+        if w:
+            s.wake()
+            self.clock.sleep_ms(w)
+        t = self.clock.time()
+        s.sample()
+        self._status()
+        rec = self.rec.pack(t, s.vals, s.flags)
+        if len(rec) > 5:
+            self.queue.push(rec)
+            if self.pending == 0:
+                self.oldest_t = t
+            self.pending += 1
+        self.cycle_no += 1
+        self._uplink(t)
+        self._persist()
+        spent = self.clock.ticks_diff(self.clock.ticks_ms(), start)
+        left = self.interval_s * 1000 - spent
+        return left if left > 0 else 0
+
+    def _status(self):
+        st = self._st
+        if not st:
+            return
+        vals = self.sampler.vals
+        first = self.cycle_no == 0
+        if first or self.cycle_no % self.status_every == 0:
+            if "fw_version" in st:
+                vals[st["fw_version"]] = FW_VERSION
+            if "queue_depth" in st:
+                vals[st["queue_depth"]] = self.queue.depth
+            if "dropped" in st:
+                vals[st["dropped"]] = self.queue.dropped
+        if first and "reboot_reason" in st:
+            vals[st["reboot_reason"]] = self.reboot_reason
+
+    def _uplink(self, now):
+        link = self.link
+        if not link.joined:
+            try:
+                self.join_attempts += 1
+                link.join(1)
+                self._say("joined")
+            except Exception as e:  # JoinFailed, DutyCycleError: try again next cycle; samples wait in flash
+                self.errors += 1
+                self._say("join: %s" % (e,))
+                return
+        while self.pending:
+            full = self.pending >= self.fill_est
+            late = now - self.oldest_t >= self.max_latency_s
+            if not (full or late):
+                return
+            if not self._send_one():
+                return
+
+    def _send_one(self):
+        """Build one frame from the oldest records and send it; True if it was sent."""
+        q = self.queue
+        enc = self.enc
+        limit = self.link.max_payload()
+        if limit < 32:
+            limit = 32
+        enc.begin(limit)
+        nch = enc.nch
+        item = q.peek()
+        last = 0
+        taken = 0
+        carry = self.carry
+        next_carry = 0
+        while item is not None:
+            seq, data = item
+            t = self.rec.unpack(data)
+            stop = enc.add(t, self.rec.vals, self.rec.flags, carry if taken == 0 else 0)
+            if stop >= nch:
+                last = seq
+                taken += 1
+                item = q.peek_next()
+                continue
+            if taken == 0 and enc.n:  # the oldest record alone is bigger than a frame: send part of it
+                next_carry = stop
+            break
+        n = enc.finish()
+        if n == 0:
+            return False
+        try:
+            self.link.send(FPORT_DATA, memoryview(enc.buf)[:n])
+        except Exception as e:  # DutyCycleError, NotJoined, radio errors: nothing acked, try later
+            self.errors += 1
+            self._say("send: %s" % (e,))
+            return False
+        self.sent_frames += 1
+        if last:
+            q.ack(last)
+            self.pending -= taken
+            if self.pending < 0:
+                self.pending = 0
+            self.fill_est = taken if taken > 1 else 1
+            self.carry = 0
+        else:
+            self.carry = next_carry
+        if self.pending:
+            nxt = q.peek()
+            self.oldest_t = self.rec.unpack(nxt[1]) if nxt is not None else 0
+        dl = self.link.downlink
+        if dl is not None and self.commands is not None:
+            reply = self.commands(dl[0], dl[1])
+            if reply:
+                try:
+                    self.link.send(FPORT_CMD, reply)
+                except Exception as e:
+                    self._say("status reply: %s" % (e,))
+        return True

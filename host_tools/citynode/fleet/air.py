@@ -1,0 +1,124 @@
+"""The radio channel of a simulated fleet: every node's transmissions in one virtual time, with collisions
+(same frequency and spreading factor, overlapping in time), random loss, and downlinks into receive windows.
+
+Modems here have micropython-lib lora-sync's API (configure/send/recv), so the firmware MAC runs unchanged.
+An uplink is judged when it ends: by then the scheduler has run every node up to that moment, so every
+transmission that overlapped it is known."""
+from __future__ import annotations
+
+import random
+
+from cnode.lorawan.region import airtime_us
+
+from ..hwsim.radio import RxPacket, Tx, _bw_khz
+
+
+class FleetAir:
+    def __init__(self, seed: int = 0, loss: float = 0.0):
+        self.rng = random.Random(seed)
+        self.loss = loss
+        self.log: list[Tx] = []  # every transmission, in start order
+        self._recent: list[Tx] = []  # uplinks that may still overlap a new one
+        self._down: list[Tx] = []  # downlinks not yet heard
+        self._listeners = []  # fn(tx) for each uplink that reaches the network (gateways)
+        self._after = []  # fn() once every gateway heard it (the network server's dedup flush)
+        self.collided = 0
+        self.lost = 0
+        self.delivered = 0
+
+    def start(self, tx: Tx) -> None:
+        self.log.append(tx)
+        if tx.iq_inverted:
+            self._down.append(tx)
+        else:
+            self._recent.append(tx)
+
+    def judge(self, tx: Tx) -> None:
+        """Called at the end of an uplink: deliver it unless it collided or the channel lost it."""
+        t0 = tx.start_us
+        self._recent = [o for o in self._recent if o.end_us > t0 - 10_000_000]
+        for o in self._recent:
+            if o is not tx and o.freq_khz == tx.freq_khz and o.sf == tx.sf and o.start_us < tx.end_us \
+                    and tx.start_us < o.end_us:
+                self.collided += 1
+                return
+        if self.loss and self.rng.random() < self.loss:
+            self.lost += 1
+            return
+        self.delivered += 1
+        for fn in self._listeners:
+            fn(tx)
+        for fn in self._after:
+            fn()
+
+    def listen(self, fn) -> None:
+        self._listeners.append(fn)
+
+    def after(self, fn) -> None:
+        self._after.append(fn)
+
+    def schedule(self, source, start_us, freq_khz, sf, data, bw_khz=125) -> Tx:
+        tx = Tx(source, start_us, freq_khz, sf, bw_khz, True, data)
+        self.start(tx)
+        return tx
+
+    def take(self, t0_us, t1_us, freq_khz, sf, bw_khz) -> Tx | None:
+        best = None
+        for tx in self._down:
+            if t0_us <= tx.start_us <= t1_us and tx.freq_khz == freq_khz and tx.sf == sf and tx.bw_khz == bw_khz:
+                if best is None or tx.start_us < best.start_us:
+                    best = tx
+        self._down = [tx for tx in self._down if tx.start_us >= t0_us and tx is not best]
+        return best
+
+
+class FleetModem:
+    """One node's radio on the fleet air; `clock` is the node's TaskClock."""
+
+    def __init__(self, air: FleetAir, clock, name: str):
+        self.air = air
+        self.clock = clock
+        self.name = name
+        self.cfg = {"freq_khz": 868100, "sf": 7, "bw": "125", "coding_rate": 5, "preamble_len": 8,
+                    "output_power": 14, "crc_en": True, "invert_iq_tx": False, "invert_iq_rx": False}
+        self.sent = 0
+
+    def configure(self, lora_cfg):
+        self.cfg.update(lora_cfg)
+
+    def send(self, packet, tx_at_ms=None):
+        c = self.clock
+        if tx_at_ms is not None:
+            d = c.ticks_diff(tx_at_ms, c.ticks_ms())
+            if d > 0:
+                c.sleep_ms(d)
+        cfg = self.cfg
+        tx = Tx(self.name, c.task.now, cfg["freq_khz"], cfg["sf"], _bw_khz(cfg["bw"]), bool(cfg["invert_iq_tx"]),
+                packet, cfg["output_power"], bool(cfg["crc_en"]))
+        self.air.start(tx)
+        c.sleep_us(tx.end_us - tx.start_us)
+        self.sent += 1
+        if not tx.iq_inverted:
+            self.air.judge(tx)
+        return c.ticks_ms()
+
+    def recv(self, timeout_ms=None, rx_length=0xFF, rx_packet=None):
+        c = self.clock
+        t0 = c.task.now
+        t1 = t0 + (600000 if timeout_ms is None else timeout_ms) * 1000
+        cfg = self.cfg
+        tx = self.air.take(t0, t1, cfg["freq_khz"], cfg["sf"], _bw_khz(cfg["bw"]))
+        if tx is None:
+            c.sleep_us(t1 - t0)
+            return None
+        c.sleep_us(tx.end_us - t0)
+        data = tx.data[:rx_length]
+        if rx_packet is not None:
+            rx_packet[:] = data
+            rx_packet.ticks_ms = c.ticks_ms()
+            return rx_packet
+        return RxPacket(data, c.ticks_ms(), 7, -95, True)
+
+
+def airtime_ms(sf: int, nbytes: int, bw_khz: int = 125) -> float:
+    return airtime_us(sf, bw_khz, nbytes) / 1000

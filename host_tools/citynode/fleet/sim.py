@@ -1,0 +1,218 @@
+"""A fleet in virtual time: nodes running the firmware, a radio channel with collisions and loss, a network
+server (join, MIC, decryption, dedup, downlinks), the decoder, and the per-node report."""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+
+from cnode.lorawan.region import DR_SF, airtime_us
+
+from ..decoder import Deduplicator, Stats, decode_uplink
+from ..hwsim import machine as hw
+from ..netserver import NetworkServer
+from ..payload import FPORT, PayloadError
+from ..registry import EPOCH_2000
+from ..uplink import Uplink as UplinkMsg
+from .air import FleetAir
+from .scheduler import SchedClock, Scheduler
+from .world import NodeWorld, PowerCut
+
+DAY_US = 86_400_000_000
+START_UNIX = 1_767_225_600  # 2026-01-01T00:00:00Z: synthetic runs start at a midnight
+
+
+@dataclass
+class SimConfig:
+    nodes: int = 5
+    days: float = 1.0
+    seed: int = 1
+    interval_s: int = 300
+    loss: float = 0.02
+    power_cuts: int = 0
+    deep_sleep: bool = False
+    start_unix: int = START_UNIX
+    env_series: object = None  # functions of ms since start (replay), or None for synthetic
+    pm_series: object = None
+    progress: object = None  # fn(fraction) or None
+
+
+@dataclass
+class NodeReport:
+    dev_eui: str
+    uplinks: int = 0
+    bytes: int = 0
+    airtime_s_per_day: float = 0.0
+    duty_cycle_max_pct: float = 0.0
+    join_attempts: int = 0
+    samples_measured: int = 0
+    samples_delivered: int = 0
+    samples_pending: int = 0
+    samples_lost: int = 0
+    duplicates: int = 0
+    power_cuts: int = 0
+    boots: int = 0
+
+
+@dataclass
+class SimResult:
+    config: dict
+    nodes: list = field(default_factory=list)
+    totals: dict = field(default_factory=dict)
+    decoded: list = field(default_factory=list)
+    frames: list = field(default_factory=list)
+
+
+class Simulation:
+    def __init__(self, cfg: SimConfig):
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        self.sched = Scheduler(start_s=cfg.start_unix - EPOCH_2000)
+        self.clock = SchedClock(self.sched)
+        hw.use(self.clock)  # UART twins read the time through the machine double
+        self.air = FleetAir(seed=cfg.seed, loss=cfg.loss)
+        self.ns = NetworkServer(self.air)
+        self.ns.add_gateway()
+        self.dedup = Deduplicator()
+        self.stats = Stats()
+        self.decoded: list[dict] = []
+        self.errors: list[str] = []
+        self.worlds: list[NodeWorld] = []
+        self._seen_uplinks: dict = {}
+        self.dups: dict[str, int] = {}
+        self.air.after(self._collect)  # after the network server has handled the frame
+        for i in range(cfg.nodes):
+            dev_eui = bytes.fromhex("70b3d57ed0%06x" % i)
+            app_key = bytes(self.rng.getrandbits(8) for _ in range(16))
+            self.ns.add_device(dev_eui, app_key)
+            w = NodeWorld(i, self.clock, self.air, dev_eui, app_key, seed=cfg.seed * 1000 + i,
+                          interval_s=cfg.interval_s, env_series=cfg.env_series, pm_series=cfg.pm_series,
+                          deep_sleep=cfg.deep_sleep)
+            self.worlds.append(w)
+
+    def _collect(self) -> None:
+        for dev in self.ns.devices.values():
+            k = self._seen_uplinks.get(dev.dev_eui, 0)
+            for up in dev.uplinks[k:]:
+                if up.port != FPORT:
+                    continue
+                msg = UplinkMsg(up.data, up.port, dev.dev_eui.hex(), up.fcnt)
+                before = self.stats.duplicates
+                try:
+                    samples, _ = decode_uplink(msg, self.dedup, self.stats)
+                except PayloadError as e:
+                    self.errors.append(f"{dev.dev_eui.hex()}: {e}")
+                    continue
+                if self.stats.duplicates > before:
+                    key = dev.dev_eui.hex()
+                    self.dups[key] = self.dups.get(key, 0) + self.stats.duplicates - before
+                self.decoded.extend(samples)
+            self._seen_uplinks[dev.dev_eui] = len(dev.uplinks)
+
+    def _plan_power_cuts(self, end_s: float) -> None:
+        for _ in range(self.cfg.power_cuts):
+            w = self.rng.choice(self.worlds)
+            at = self.rng.uniform(60, end_s)
+            self.sched.call_at(at, lambda w=w: self._cut(w))
+
+    def _cut(self, w: NodeWorld) -> None:
+        if self.rng.random() < 0.5:
+            w.fs.cut_at(self.rng.randrange(3))  # during one of the node's next flash writes
+        else:
+            for _, _, item in self.sched._heap:  # or wherever the node is now (asleep, radio, sensors)
+                if getattr(item, "name", None) == w.name:
+                    item.interrupt = PowerCut()
+
+    def run(self) -> SimResult:
+        cfg = self.cfg
+        end_s = cfg.days * 86400
+        for w in self.worlds:
+            self.sched.spawn(w.name, w.run)
+        self._plan_power_cuts(end_s)
+        if cfg.progress is not None:
+            steps = 50
+            for k in range(1, steps + 1):
+                self.sched.call_at(end_s * k / steps, lambda k=k: cfg.progress(k / steps))
+        t0 = time.perf_counter()
+        self.sched.run(until_s=end_s)
+        self.wall_s = time.perf_counter() - t0
+        return self._report(end_s)
+
+    def _report(self, end_s: float) -> SimResult:
+        days = end_s / 86400
+        res = SimResult(config={k: v for k, v in vars(self.cfg).items() if isinstance(v, (int, float, str, bool))})
+        delivered: dict[str, set] = {}
+        for s in self.decoded:
+            delivered.setdefault(s["device"], set()).add(s["t"])
+        tx_by_node: dict[str, list] = {}
+        for tx in self.air.log:
+            tx_by_node.setdefault(tx.source, []).append(tx)
+        tot = NodeReport("all")
+        for w in self.worlds:
+            txs = [t for t in tx_by_node.get(w.name, []) if not t.iq_inverted]
+            r = NodeReport(w.dev_eui.hex())
+            r.uplinks = sum(1 for t in txs if len(t.data) > 23)
+            r.bytes = sum(len(t.data) for t in txs)
+            r.airtime_s_per_day = sum(t.airtime_us() for t in txs) / 1e6 / days
+            r.duty_cycle_max_pct = _max_duty_pct(txs)
+            r.join_attempts = sum(1 for t in txs if len(t.data) == 23 and t.data[0] == 0)
+            measured = {EPOCH_2000 + t for t in w.measured}
+            got = delivered.get(w.dev_eui.hex(), set())
+            pending = measured - got
+            r.samples_measured = len(measured)
+            r.samples_delivered = len(measured & got)
+            # samples not yet delivered are still in the node's queue unless the queue dropped them
+            in_queue = w.node.queue.depth if w.node is not None else 0
+            r.samples_pending = min(len(pending), in_queue)
+            r.samples_lost = len(pending) - r.samples_pending
+            r.duplicates = self.dups.get(w.dev_eui.hex(), 0)
+            r.power_cuts = w.power_cuts
+            r.boots = w.boots
+            res.nodes.append(dict(vars(r)))
+            for k, v in vars(r).items():
+                if isinstance(v, (int, float)) and k != "duty_cycle_max_pct":
+                    setattr(tot, k, getattr(tot, k) + v)
+            tot.duty_cycle_max_pct = max(tot.duty_cycle_max_pct, r.duty_cycle_max_pct)
+        tot_d = vars(tot)
+        tot_d.update({"duplicates": self.stats.duplicates, "collided": self.air.collided,
+                      "lost_on_air": self.air.lost, "decode_errors": len(self.errors),
+                      "wall_s": round(self.wall_s, 2), "virtual_days": days})
+        res.totals = tot_d
+        res.decoded = self.decoded
+        return res
+
+    def frames_jsonl(self) -> list[str]:
+        """Every PHY frame on the air, with the keys needed to check it independently."""
+        by_name = {w.name: w for w in self.worlds}
+        lines = []
+        for tx in self.air.log:
+            w = by_name.get(tx.source)
+            dev = self.ns.devices.get(w.dev_eui) if w else None
+            rec = {"t": round(self.cfg.start_unix + tx.start_us / 1e6, 3), "dir": "down" if tx.iq_inverted else "up",
+                   "phy": tx.data.hex(), "freq_hz": tx.freq_khz * 1000, "dr": DR_SF.index(tx.sf)}
+            if dev is not None:
+                rec.update({"dev_eui": dev.dev_eui.hex(), "app_key": dev.app_key.hex()})
+                if dev.nwk_skey is not None:
+                    rec.update({"nwk_s_key": bytes(dev.nwk_skey).hex(), "app_s_key": bytes(dev.app_skey).hex()})
+            lines.append(json.dumps(rec))
+        return lines
+
+
+def _max_duty_pct(txs) -> float:
+    """Largest share of any sliding hour spent transmitting in one sub-band (868.0-868.6 MHz: 1 % allowed)."""
+    worst = 0.0
+    ts = sorted((t.start_us, t.end_us) for t in txs)
+    j = 0
+    used = 0
+    for i, (s, e) in enumerate(ts):
+        used += e - s
+        while ts[j][0] < e - 3_600_000_000:
+            used -= ts[j][1] - ts[j][0]
+            j += 1
+        worst = max(worst, used / 3_600_000_000 * 100)
+    return worst
+
+
+def airtime_ms(dr: int, app_bytes: int) -> float:
+    return airtime_us(DR_SF[dr], 125, app_bytes + 13) / 1000

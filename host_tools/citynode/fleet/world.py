@@ -1,0 +1,158 @@
+"""One simulated node: its sensor twins, buses, flash, NVS and RTC memory (which outlive reboots), and the
+firmware objects built on them at every boot, exactly as main.py builds them on a board."""
+from __future__ import annotations
+
+import math
+import random
+
+from cnode.app import Node
+from cnode.drivers.battery import Battery
+from cnode.drivers.bme280 import BME280
+from cnode.drivers.sds011 import SDS011
+from cnode.lorawan.mac import Mac
+from cnode.lorawan.store import DictStore
+from cnode.queue import Queue
+from cnode.sampler import Sampler, Slot
+
+from ..hwsim import machine as hw
+from ..hwsim.flashfs import FlashFS, PowerLoss
+from ..hwsim.twin_adc import BatteryTwin, discharge
+from ..hwsim.twin_bme280 import BME280Twin, diurnal
+from ..hwsim.twin_uart_pm import SDS011Twin
+from .air import FleetModem
+
+STATUS = ("reboot_reason", "fw_version", "queue_depth", "dropped")
+R1, R2 = 100_000, 100_000  # battery divider of the boards we ship (boards/*.json)
+
+
+class PowerCut(Exception):
+    """The node lost power (raised into its thread by the simulator)."""
+
+
+def synthetic_pm(seed: int):
+    """PM2.5/PM10 for a street: background, rush-hour peaks, and slow random weather (deterministic)."""
+    rng = random.Random(seed)
+    phases = [rng.uniform(0, 2 * math.pi) for _ in range(3)]
+
+    def series(ms):
+        h = (ms / 3_600_000.0) % 24.0
+        traffic = math.exp(-((h - 8.0) / 1.5) ** 2) + 0.8 * math.exp(-((h - 17.5) / 2.0) ** 2)
+        days = ms / 86_400_000.0
+        weather = 1.0 + 0.5 * math.sin(2 * math.pi * days / 3.1 + phases[0]) + 0.2 * math.sin(
+            2 * math.pi * days * 5.3 + phases[1])
+        pm25 = max(0.5, (4.0 + 14.0 * traffic) * weather + 1.5 * math.sin(ms / 97_000.0 + phases[2]))
+        return {"pm2_5": pm25, "pm10": pm25 * 1.7 + 2.0}
+
+    return series
+
+
+class NodeWorld:
+    def __init__(self, index: int, clock, air, dev_eui: bytes, app_key: bytes, seed: int, interval_s: int = 300,
+                 env_series=None, pm_series=None, deep_sleep: bool = False, counters=None):
+        self.index = index
+        self.name = f"node{index:03d}"
+        self.clock = clock
+        self.air = air
+        self.dev_eui = dev_eui
+        self.app_key = app_key
+        self.interval_s = interval_s
+        self.deep_sleep = deep_sleep
+        self.rng = random.Random(seed)
+        offset_ms = self.rng.uniform(-1.0, 1.0) * 1800_000  # a different micro-climate per node
+        base_env = env_series or diurnal
+        self.env_series = lambda ms: base_env(ms + offset_ms)
+        self.pm_series = pm_series or synthetic_pm(seed)
+        # hardware and persistent state (outlive reboots)
+        self.i2c = hw.I2C(0)
+        self.bme_twin = self.i2c.attach(0x76, BME280Twin(clock, self.env_series))
+        self.sds_twin = SDS011Twin(clock, self.pm_series, seed=seed & 0xFFFF)
+        self.uart = hw.UART(1, 9600, peer=self.sds_twin)
+        self.adc = hw.ADC(35)
+        self.bat_twin = BatteryTwin(R1, R2, discharge(4150, 3650, 30 * 86_400_000))
+        self.bat_twin.attach(self.adc)
+        self.fs = FlashFS(seed=seed)
+        self.nvs = DictStore()
+        self.rtc_mem = b""
+        self.reset_cause = 1  # power-on
+        # what the harness counts (not node RAM)
+        self.counters = counters if counters is not None else {}
+        self.measured: list[int] = []  # sample times whose push() returned (acknowledged as stored)
+        self.boots = 0
+        self.power_cuts = 0
+        self.node: Node | None = None
+        self.mac: Mac | None = None
+
+    # --- RTC memory as the node sees it ---------------------------------------------------------------
+    def memory(self, data=None):
+        if data is None:
+            return self.rtc_mem
+        self.rtc_mem = bytes(data)
+        return None
+
+    def boot(self) -> Node:
+        """Build the firmware objects as main.py does after a reset."""
+        self.boots += 1
+        c = self.clock
+        sds = SDS011(self.uart, c)
+        slots = [Slot(sds, warmup_ms=SDS011.warmup_ms), Slot(BME280(self.i2c, c)), Slot(Battery(self.adc, R1, R2))]
+        sampler = Sampler(slots, c, extra=STATUS)
+        queue = _CountingQueue(Queue(self.fs, "/q", seg_bytes=4096, max_segs=16), self)
+        modem = FleetModem(self.air, c, self.name)
+        mac = Mac(modem, c, self.nvs, self.dev_eui, bytes(8), self.app_key,
+                  rand=lambda n: self.rng.randrange(n) if n > 0 else 0)
+        self.mac = mac
+        reason = {1: 1, 4: 4, 3: 3, 2: 2}.get(self.reset_cause, 0)
+        self.node = Node(c, sampler, queue, mac, interval_s=self.interval_s, rtc=self, reboot_reason=reason)
+        return self.node
+
+    def run(self, task) -> None:
+        """The node's life: boot, cycle, sleep; reboot after deep sleep or a power cut."""
+        c = self.clock
+        c.sleep_ms(self.rng.uniform(0, self.interval_s * 1000))  # nodes are not switched on in step
+        while True:
+            try:
+                node = self.boot()
+                while True:
+                    ms = node.cycle()
+                    if self.deep_sleep:
+                        self.reset_cause = hw.DEEPSLEEP_RESET
+                        c.sleep_ms(ms)
+                        break  # wake from deep sleep = a fresh boot with RTC memory kept
+                    c.sleep_ms(ms)
+            except (PowerCut, PowerLoss):
+                self.power_cuts += 1
+                self.fs.reboot()
+                self.rtc_mem = b""  # RTC memory does not survive a power cut
+                self.reset_cause = hw.PWRON_RESET
+                self.node = None
+                c.sleep_ms(self.rng.uniform(500, 5000))
+
+
+class _CountingQueue:
+    """The node's flash queue, with the harness noting every sample whose push() returned."""
+
+    def __init__(self, q: Queue, world: NodeWorld):
+        self.q = q
+        self.world = world
+
+    def push(self, rec):
+        seq = self.q.push(rec)
+        self.world.measured.append(int.from_bytes(bytes(rec[0:4]), "little"))
+        return seq
+
+    def peek(self):
+        return self.q.peek()
+
+    def peek_next(self):
+        return self.q.peek_next()
+
+    def ack(self, seq):
+        return self.q.ack(seq)
+
+    @property
+    def depth(self):
+        return self.q.depth
+
+    @property
+    def dropped(self):
+        return self.q.dropped
