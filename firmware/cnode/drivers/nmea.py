@@ -33,7 +33,7 @@ def _hexval(c):
 class NMEA:
     def __init__(self, uart=None, clock=None, silent_ms=3000, max_fix_age_ms=5000, chunk=128):
         self.channels = ("latitude", "longitude")
-        self.values = [None, None]
+        self.values = [None, None]  # type: list
         self._uart = uart
         self._clock = clock
         self._silent = silent_ms
@@ -188,12 +188,6 @@ class NMEA:
                 return True
         return False
 
-    def _span(self, k):
-        """(start, end) of field k, or (0, 0) when the sentence has fewer fields."""
-        if k >= self._nf:
-            return 0, 0
-        return self._f[k], self._f[k + 1] - 1
-
     def _uint(self, k, scale_digits):
         """Field k as an unsigned decimal scaled by 10**scale_digits (truncated); -1 if empty, -2 if bad."""
         s = self._f[k] if k < self._nf else 0
@@ -232,19 +226,38 @@ class NMEA:
         return self._line[s] if e - s == 1 else 0
 
     def _coord(self, k, deg_digits):
-        """Fields k (d..dmm.mmmm) and k+1 (hemisphere) -> 1e-5 degree, or None."""
-        v = self._uint(k, 6)  # minutes part kept at 1e-6 minute
-        if v < 0:
+        """Fields k (d..dmm.mmmm) and k+1 (hemisphere) -> 1e-5 degree, or None (ints stay below 2**30)."""
+        if k + 1 >= self._nf:
             return None
-        deg = v // 100000000
-        minutes_e6 = v - deg * 100000000
         s = self._f[k]
-        dot = s
-        while dot < self._f[k + 1] - 1 and self._line[dot] != 0x2E:
-            dot += 1
-        if dot - s != deg_digits + 2 or minutes_e6 >= 60000000 or deg > (90 if deg_digits == 2 else 180):
+        e = self._f[k + 1] - 1
+        line = self._line
+        ip = 0
+        i = s
+        while i < e and 0x30 <= line[i] <= 0x39:
+            ip = ip * 10 + line[i] - 0x30
+            i += 1
+        if i - s != deg_digits + 2 or i >= e or line[i] != 0x2E:
             return None
-        val = deg * 100000 + (minutes_e6 + 300) // 600
+        i += 1
+        frac = 0
+        nd = 0
+        while i < e:
+            b = line[i]
+            if b < 0x30 or b > 0x39:
+                return None
+            if nd < 6:
+                frac = frac * 10 + b - 0x30
+                nd += 1
+            i += 1
+        while nd < 6:
+            frac *= 10
+            nd += 1
+        deg = ip // 100
+        minutes_e6 = (ip % 100) * 1000000 + frac
+        if minutes_e6 >= 60000000 or deg > (90 if deg_digits == 2 else 180):
+            return None
+        val = deg * 100000 + (minutes_e6 + 300) // 600  # minutes / 60 at 1e-5 degree, rounded
         h = self._char(k + 1)
         if h == 0x53 or h == 0x57:  # S, W
             return -val
@@ -281,9 +294,11 @@ class NMEA:
     def _gga(self):
         t = self._time(1)
         q = self._uint(6, 0)
+        if q == -2:
+            self.bad_fields += 1
+            return
         if q <= 0:  # empty or 0: no fix; nothing else in the sentence is meaningful
-            if q == 0 or q == -1:
-                self.quality = 0
+            self.quality = 0
             return
         lat = self._coord(2, 2)
         lon = self._coord(4, 3)

@@ -23,13 +23,14 @@ _FORGET_MS = const(0x10000000)
 
 
 class PulseCounter:
-    def __init__(self, pin, clock, channel="pedestrians", dead_ms=2000, trigger=IRQ_RISING, irq_guard=None):
+    def __init__(self, pin, clock, channel="pedestrians", dead_ms=2000, trigger=IRQ_RISING, irq_guard=None,
+                 hard=True):
         if channel not in _COUNT_CHANNELS or by_name(channel) is None:
             raise ValueError("pulse channel must be pedestrians, bikes or vehicles")
         if dead_ms < 0:
             raise ValueError("dead_ms < 0")
         self.channels = (channel,)
-        self.values = [None]
+        self.values = [None]  # type: list
         self._clock = clock
         self._dead = dead_ms
         self._guard = irq_guard
@@ -40,7 +41,8 @@ class PulseCounter:
         self._seen = False  # False until an edge was accepted (or after _FORGET_MS of silence)
         self._pin = pin
         self._handler = self._irq  # bound method made once: the IRQ path creates no objects
-        pin.irq(handler=self._handler, trigger=trigger)
+        # hard IRQ: exact edge times and no soft-IRQ schedule queue to overflow on a bouncing line
+        pin.irq(handler=self._handler, trigger=trigger, hard=hard)
 
     def _irq(self, pin):
         c = self._clock

@@ -61,7 +61,7 @@ class QMC5883L:
         if leave_lsb >= enter_lsb:
             raise ValueError("leave_lsb must be below enter_lsb")
         self.channels = ("parked", "vehicles")
-        self.values = [None, None]
+        self.values = [None, None]  # type: list
         self._i2c = i2c
         self._clock = clock
         self.addr = addr

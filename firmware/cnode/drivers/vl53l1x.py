@@ -6,8 +6,9 @@
 # and 0x0B = 0. Data ready: GPIO__TIO_HV_STATUS bit 0 equals the interrupt polarity (active high unless
 # GPIO_HV_MUX__CTRL bit 4 is set). VL53L1X_GetResult reads 17 bytes from RESULT__RANGE_STATUS (0x0089):
 # status = byte 0 & 0x1F mapped through status_rtn (0 = valid), distance mm = bytes 13..14 (register 0x0096).
-# The block below is the one in ST's ULD as published with copyright "2017 STMicroelectronics"
-# (0x5F = 0xCC, 0x86 = 0x00, 0x87 = 0x00); some later copies carry 0x5F = 0xDB.
+# The block below is the one in ST's ULD VL53L1X_api.c (copyright 2017 STMicroelectronics): 0x5F = 0xCC,
+# 0x86 = 0x00, 0x87 = 0x00. ST's 2018 Arduino class port differs at 0x2E/0x2F (0x01: I2C/GPIO pull-ups to
+# AVDD, a board choice the ULD comments allow) and at 0x5F (0xDB); we keep the ULD values.
 from micropython import const
 
 from cnode.drivers.errors import FrameError, SensorAbsent, SensorTimeout
@@ -45,7 +46,7 @@ _STATUS_RTN = bytes((255, 255, 255, 5, 2, 4, 1, 7, 3, 0, 255, 255, 9, 13, 255, 2
 class VL53L1X:
     def __init__(self, i2c, clock, addr=ADDR, occupied_below_mm=1500, timeout_ms=300):
         self.channels = ("distance", "occupancy")
-        self.values = [None, None]
+        self.values = [None, None]  # type: list
         self._i2c = i2c
         self._clock = clock
         self.addr = addr
