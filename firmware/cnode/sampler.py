@@ -98,10 +98,13 @@ class Sampler:
             d = s.driver
             try:
                 d.read()
+                df = getattr(d, "flags", 0)  # a driver's own flags (overflow, saturation) for its channels
                 for j in range(len(s.idx)):
                     vals[s.idx[j]] = d.values[j]
                     if d.values[j] is None:
                         flags[s.idx[j]] |= F_MISSING
+                    if df:
+                        flags[s.idx[j]] |= df
                 if s.warmup_ms and getattr(d, "warming", False):
                     for j in s.idx:
                         flags[j] |= F_WARMING_UP

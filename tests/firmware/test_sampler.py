@@ -104,3 +104,11 @@ def test_warmup_and_intervals():
 
 def test_unknown_channel_rejected():
     raises(ValueError, Sampler, [Slot(FakeDriver(("ozone",), [[1]]))], VirtualClock())
+
+
+def test_driver_flags_reach_its_channels():
+    s, pm, env = _sampler([[33, 94]])
+    env.flags = F_OUT_OF_RANGE
+    s.sample()
+    assert s.flags[0] & F_OUT_OF_RANGE and s.flags[1] & F_OUT_OF_RANGE
+    assert s.flags[2] == 0
