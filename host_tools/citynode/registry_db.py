@@ -25,7 +25,9 @@ from pathlib import Path
 from .errors import CitynodeError, UsageError
 
 SCHEMA_VERSION = 1
-STATUSES = ("new", "provisioned", "failed")
+# new: created, not on a node yet; provisioned: written to a node and read back; failed: a node write failed
+# (the node may hold part of it); retired: its node was given another identity (--replace)
+STATUSES = ("new", "provisioned", "failed", "retired")
 DEFAULT_JOIN_EUI = "0000000000000000"
 BATCH = 500  # identities per write transaction: long enough to be fast, short enough not to starve others
 _RETRIES = 64  # fresh random DevEUIs tried after a collision before giving up
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS devices (
     name TEXT NOT NULL,
     board TEXT,
     created TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('new', 'provisioned', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ('new', 'provisioned', 'failed', 'retired')),
     provisioned TEXT
 );
 """
@@ -64,10 +66,10 @@ class Device:
     provisioned: str | None = None
 
 
-def norm_hex(text: str, nbytes: int | None, what: str, nibbles: int | None = None) -> str:
+def norm_hex(text: str, nbytes: int | None, what: str) -> str:
     """`text` as upper-case hex without separators (`-`, `:`, spaces); UsageError if it is not that long."""
     h = re.sub(r"[\s:\-]", "", text or "").upper()
-    want = nibbles if nibbles is not None else (2 * nbytes if nbytes is not None else None)
+    want = 2 * nbytes if nbytes is not None else None
     if not _HEX.match(h) or (want is not None and len(h) != want):
         size = f"{want} hex digits" if want is not None else "hex digits"
         raise UsageError(f"{what} must be {size}, got {text!r}")
