@@ -66,17 +66,17 @@ class SDS011:
     channels = ("pm2_5", "pm10")
     warmup_ms = 30000  # PROT 3.4: "the data is stable when the sensor works after 30 seconds"
 
-    def __init__(self, uart, clock, mode=MODE_QUERY, device_id=0xFFFF, timeout_ms=1500, stuck_after=0):
+    def __init__(self, uart, clock, mode=MODE_QUERY, target=0xFFFF, timeout_ms=1500, stuck_after=0):
         """uart: a ready UART at 9600 8N1; clock: time-like; mode MODE_QUERY (node asks) or MODE_ACTIVE
-        (sensor sends a frame each second); stuck_after: raise SensorStuck after this many identical
-        readings in a row (0 = off)."""
+        (sensor sends a frame each second); target: device ID commands address (FFFF: any sensor);
+        stuck_after: raise SensorStuck after this many identical readings in a row (0 = off)."""
         self.uart = uart
         self.clock = clock
         self.mode = mode
-        self.target = device_id
+        self.target = target
         self.timeout_ms = timeout_ms
         self.stuck_after = stuck_after
-        self.values = [None, None]
+        self.values: list = [None, None]
         self.device_id = None  # ID1 ID2 of the sensor that sent the last good frame
         self.ready = False  # reporting mode and working period checked
         self.errors = 0
@@ -96,7 +96,8 @@ class SDS011:
         self.ready = True
 
     def read(self):
-        """One reading into self.values (pm2_5, pm10 at 0.1 ug/m3)."""
+        """One reading into self.values (pm2_5, pm10 at 0.1 ug/m3). The sleep setting survives a deep
+        sleep of the node (not a power-off): after such a boot call wake() first, warmup_ms ahead."""
         if not self.ready:
             self.setup()
         self._drain()

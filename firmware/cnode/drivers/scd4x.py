@@ -1,0 +1,115 @@
+# Sensirion SCD4x CO2 (I2C 0x62) in periodic mode: CO2 ppm (+ optional T/RH), CRC-checked, bounded waits.
+#
+# Datasheet: Sensirion SCD4x v1.4. Commands 3.5-3.9 (Table 9): start_periodic_measurement 0x21B1 (a new
+# result every 5 s, the first one 5 s after the start), read_measurement 0xEC05 (1 ms; words CO2 ppm,
+# T, RH), stop_periodic_measurement 0x3F86 (500 ms), get_data_ready_status 0xE4B8 (1 ms; not ready
+# when the low 11 bits of the word are 0), set_ambient_pressure 0xE000 (1 ms; argument in hPa),
+# get_serial_number 0x3682 (1 ms, idle only). Conversion 3.6: T = -45 + 175 * w / 2**16 degC,
+# RH = 100 * w / 2**16 %RH (as in Sensirion's embedded-i2c-scd4x: (21875 * w) >> 13 milli-degC).
+from micropython import const
+
+from cnode.drivers.errors import SensorStuck, SensorTimeout
+from cnode.drivers.sensirion import SensirionDevice, same_bytes
+
+ADDR = const(0x62)
+_CMD_START_PERIODIC = const(0x21B1)
+_CMD_READ_MEASUREMENT = const(0xEC05)
+_CMD_STOP_PERIODIC = const(0x3F86)
+_CMD_DATA_READY = const(0xE4B8)
+_CMD_SET_AMBIENT_PRESSURE = const(0xE000)
+_CMD_GET_SERIAL = const(0x3682)
+_CMD_MS = const(1)
+_STOP_MS = const(500)
+PERIOD_MS = const(5000)
+_READY_BOUND_MS = const(5500)  # one period plus 10 %
+_POLL_MS = const(100)
+
+
+def temperature_centi(w):
+    """w -> 0.01 degC: 17500 * w / 65536 = 4375 * w / 16384, rounded."""
+    return ((4375 * w + 8192) >> 14) - 4500
+
+
+def humidity_deci(w):
+    """w -> 0.1 %RH: 1000 * w / 65536 = 125 * w / 8192, rounded, at most 1000."""
+    v = (125 * w + 4096) >> 13
+    return 1000 if v > 1000 else v
+
+
+class SCD4x(SensirionDevice):
+    """channels ("co2",) or, with th=True, ("co2", "temperature", "humidity"); raw = the three words.
+
+    read() starts periodic measurement if needed, waits for the first result (5 s after the start),
+    then polls get_data_ready_status every 100 ms for at most 5.5 s before raising SensorTimeout.
+    """
+
+    NAME = "SCD4x"
+
+    def __init__(self, i2c, clock, addr=ADDR, th=False, stuck_reads=20):
+        SensirionDevice.__init__(self, i2c, clock, addr)
+        self.channels = ("co2", "temperature", "humidity") if th else ("co2",)
+        self.values = [None] * len(self.channels)  # type: list
+        self._th = th
+        self.raw = [0, 0, 0]
+        self.temperature = None  # 0.01 degC, also when th is False
+        self.humidity = None  # 0.1 %RH
+        self.running = False
+        self._t_start = 0
+        self._last = bytearray(9)
+        self._same = 0
+        self._stuck_n = stuck_reads
+
+    def start(self):
+        self.write_cmd(_CMD_START_PERIODIC)
+        self._t_start = self._clock.ticks_ms()
+        self.running = True
+
+    def stop(self):
+        self.write_cmd(_CMD_STOP_PERIODIC)
+        self._clock.sleep_ms(_STOP_MS)
+        self.running = False
+
+    def serial_number(self):
+        """48-bit serial (idle mode only). Allocates a big int on 32-bit ports: not for the read path."""
+        self.query(_CMD_GET_SERIAL, 3, _CMD_MS)
+        w = self.words
+        return (w[0] << 32) | (w[1] << 16) | w[2]
+
+    def set_ambient_pressure(self, pa):
+        """Pressure compensation (allowed during periodic measurement); pa in pascal, sent in hPa."""
+        self.write_cmd_arg(_CMD_SET_AMBIENT_PRESSURE, (pa + 50) // 100)
+        self._clock.sleep_ms(_CMD_MS)
+
+    def data_ready(self):
+        self.query(_CMD_DATA_READY, 1, _CMD_MS)
+        return (self.words[0] & 0x07FF) != 0
+
+    def read(self):
+        clock = self._clock
+        if not self.running:
+            self.start()
+        wait = PERIOD_MS - clock.ticks_diff(clock.ticks_ms(), self._t_start)
+        if wait > 0:
+            clock.sleep_ms(wait)
+        t0 = clock.ticks_ms()
+        while not self.data_ready():
+            if clock.ticks_diff(clock.ticks_ms(), t0) >= _READY_BOUND_MS:
+                raise SensorTimeout("SCD4x: no data ready within %d ms" % _READY_BOUND_MS)
+            clock.sleep_ms(_POLL_MS)
+        self.query(_CMD_READ_MEASUREMENT, 3, _CMD_MS)
+        same = same_bytes(self.rx, self._last, 9)
+        self._same = self._same + 1 if same else 0
+        if self._stuck_n and self._same + 1 >= self._stuck_n:
+            raise SensorStuck("SCD4x: raw data unchanged for %d reads" % (self._same + 1))
+        w = self.words
+        r = self.raw
+        r[0] = w[0]
+        r[1] = w[1]
+        r[2] = w[2]
+        self.temperature = temperature_centi(w[1])
+        self.humidity = humidity_deci(w[2])
+        v = self.values
+        v[0] = w[0]
+        if self._th:
+            v[1] = self.temperature
+            v[2] = self.humidity
