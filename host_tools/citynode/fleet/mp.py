@@ -1,0 +1,181 @@
+"""`citynode simulate --runtime micropython`: every node's firmware runs in its own MicroPython unix-port
+process; its buses, radio, clock and RTC memory are served here, on the fleet's shared virtual time, by the
+same twins and air as the CPython runtime. Flash is real files in a folder per node. A power cut kills the
+process (what it wrote stays on disk) and starts it again."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from ..hwsim import machine as hw
+from ..runtime import HOST_DIR, MP_DIR, compiled_firmware, micropython_exe
+from .air import FleetModem
+from .sim import SimConfig, Simulation
+from .world import NodeWorld
+
+
+class MpNode:
+    """Serves one MicroPython node process from its simulator task."""
+
+    def __init__(self, world: NodeWorld, sim: Simulation, heap: str, folder: str):
+        self.w = world
+        self.sim = sim
+        self.heap = heap
+        self.folder = folder
+        self.modem = FleetModem(sim.air, sim.clock, world.name)
+        self.cut = False
+        self.heap_peak = 0
+        self.requests = 0
+        self.exit_error = ""
+        self.log: list = []  # the node's last log lines (virtual ms, text)
+
+    def run(self, task) -> None:
+        c = self.sim.clock
+        w = self.w
+        c.sleep_ms(w.rng.uniform(0, w.interval_s * 1000))
+        reason = 1
+        while True:
+            w.boots += 1
+            proc = subprocess.Popen(
+                [micropython_exe(), "-X", f"heapsize={self.heap}", str(MP_DIR / "node_main.py"), w.dev_eui.hex(),
+                 w.app_key.hex(), str(w.interval_s)],
+                cwd=self.folder, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                bufsize=1, env=dict(os.environ, MICROPYPATH=f"{self.sim.mpy_dir}:{HOST_DIR}"))
+            try:
+                self._serve(proc, reason)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+            w.power_cuts += 1
+            w.rtc_mem = b""
+            reason = 1
+            c.sleep_ms(w.rng.uniform(500, 5000))
+
+    def _serve(self, proc, reason) -> None:
+        c = self.sim.clock
+        w = self.w
+        rd, wr = proc.stdout, proc.stdin
+        while True:
+            line = rd.readline()
+            if not line:
+                err = proc.stderr.read()
+                raise RuntimeError(f"{w.name}: MicroPython node exited: {err.strip()[-400:]}")
+            if line.startswith("Traceback"):
+                raise RuntimeError(f"{w.name}: MicroPython node failed:\n{line}{rd.read()}{proc.stderr.read()}")
+            if self.cut:
+                self.cut = False
+                return  # power cut: the process dies between two of its requests
+            self.requests += 1
+            reply = self._do(line.split(), reason)
+            now = c.task.now
+            wr.write(f"{now} {reply}\n" if reply != "" else f"{now}\n")
+
+    def _do(self, a, reason) -> str:
+        op = a[0]
+        c = self.sim.clock
+        w = self.w
+        try:
+            if op == "S":
+                c.sleep_us(int(a[1]))
+                return ""
+            if op == "IMR":
+                return w.i2c.readfrom_mem(int(a[1]), int(a[2]), int(a[4]), int(a[3])).hex()
+            if op == "IMW":
+                w.i2c.writeto_mem(int(a[1]), int(a[2]), bytes.fromhex(a[4] if len(a) > 4 else ""), int(a[3]))
+                return "OK"
+            if op == "IW":
+                w.i2c.writeto(int(a[1]), bytes.fromhex(a[2]))
+                return "OK"
+            if op == "IR":
+                return w.i2c.readfrom(int(a[1]), int(a[2])).hex()
+            if op == "UW":
+                w.uart.write(bytes.fromhex(a[1]))
+                return "OK"
+            if op == "UA":
+                return str(w.uart.any())
+            if op == "UR":
+                n = int(a[1])
+                d = w.uart.read(None if n < 0 else n)
+                return d.hex() if d else ""
+            if op == "AV":
+                return str(w.adc.read_uv())
+            if op == "RC":
+                cfg = {}
+                for kv in a[1:]:
+                    k, v = kv.split("=")
+                    cfg[k] = v if k == "bw" else (v == "1" if k.startswith("invert") else int(v))
+                self.modem.configure(cfg)
+                return "OK"
+            if op == "RT":
+                self.modem.send(bytes.fromhex(a[1]))
+                return "OK"
+            if op == "RR":
+                p = self.modem.recv(int(a[1]))
+                return bytes(p).hex() if p is not None else ""
+            if op == "MG":
+                return w.rtc_mem.hex()
+            if op == "MS":
+                w.rtc_mem = bytes.fromhex(a[1]) if len(a) > 1 else b""
+                return "OK"
+            if op == "P":
+                w.measured.append(int(a[1]))
+                return "OK"
+            if op == "H":
+                self.heap_peak = max(self.heap_peak, int(a[1]))
+                return "OK"
+            if op == "L":
+                self.log.append((c.task.now // 1000, " ".join(a[1:])))
+                del self.log[:-50]
+                return "OK"
+            if op == "HELLO":
+                return f"{self.sim.sched.start_s} {reason}"
+        except OSError as e:
+            return f"E {e.args[0] if e.args else 5}"
+        raise RuntimeError(f"{w.name}: unknown request {a!r}")
+
+
+class _MpSimulation(Simulation):
+    def __init__(self, cfg: SimConfig, heap: str):
+        super().__init__(cfg)
+        self.folder = tempfile.mkdtemp(prefix="citynode-mp-")
+        self.mpy_dir = compiled_firmware()
+        self.mp_nodes = []
+        for w in self.worlds:
+            d = os.path.join(self.folder, w.name)
+            os.makedirs(d)
+            self.mp_nodes.append(MpNode(w, self, heap, d))
+
+    def _cut(self, w) -> None:
+        for m in self.mp_nodes:
+            if m.w is w:
+                m.cut = True
+
+    def run(self):
+        cfg = self.cfg
+        end_s = cfg.days * 86400
+        for m in self.mp_nodes:
+            self.sched.spawn(m.w.name, m.run)
+        self._plan_power_cuts(end_s)
+        t0 = time.perf_counter()
+        try:
+            self.sched.run(until_s=end_s)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.wall_s = time.perf_counter() - t0
+        for m in self.mp_nodes:  # the queue depth of a node in another process: what is not yet delivered
+            m.w.node = None
+        res = self._report(end_s)
+        res.totals["heap_peak_bytes"] = max(m.heap_peak for m in self.mp_nodes)
+        res.totals["runtime"] = "micropython"
+        return res
+
+
+def run_micropython(cfg: SimConfig, heap: str = "128K"):
+    hw.use  # the double is bound to the fleet clock by Simulation
+    sim = _MpSimulation(cfg, heap)
+    res = sim.run()
+    return res, sim.frames_jsonl()
