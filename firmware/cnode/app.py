@@ -23,7 +23,7 @@ class Node:
     return a status frame to send; `rtc` keeps a few counters across deep sleep (RTC memory)."""
 
     def __init__(self, clock, sampler, queue, link, interval_s=300, max_latency_s=3600, status_every=72,
-                 rtc=None, commands=None, reboot_reason=0, log=None):
+                 rtc=None, commands=None, reboot_reason=0, log=None, confirmed=False):
         self.clock = clock
         self.sampler = sampler
         self.queue = queue
@@ -34,8 +34,9 @@ class Node:
         self.rtc = rtc
         self.commands = commands
         self.log = log
+        self.confirmed = confirmed  # keep samples queued until the network acknowledges their frame
         self.rec = Records(sampler.ids)
-        self.enc = Encoder(sampler.ids, sampler.refs)
+        self.enc = Encoder(sampler.ids, sampler.refs, max_samples=96)
         self.cycle_no = 0
         self.pending = 0  # records in the queue not yet sent
         self.oldest_t = 0
@@ -165,12 +166,16 @@ class Node:
         if n == 0:
             return False
         try:
-            self.link.send(FPORT_DATA, memoryview(enc.buf)[:n])
+            ok = self.link.send(FPORT_DATA, memoryview(enc.buf)[:n], self.confirmed)
         except Exception as e:  # DutyCycleError, NotJoined, radio errors: nothing acked, try later
             self.errors += 1
             self._say("send: %s" % (e,))
             return False
         self.sent_frames += 1
+        if not ok:  # a confirmed frame the network did not acknowledge: its samples stay queued
+            self.errors += 1
+            self._handle_downlink()
+            return False
         if last:
             q.ack(last)
             self.pending -= taken
@@ -183,6 +188,10 @@ class Node:
         if self.pending:
             nxt = q.peek()
             self.oldest_t = self.rec.unpack(nxt[1]) if nxt is not None else 0
+        self._handle_downlink()
+        return True
+
+    def _handle_downlink(self):
         dl = self.link.downlink
         if dl is not None and self.commands is not None:
             reply = self.commands(dl[0], dl[1])
@@ -191,4 +200,3 @@ class Node:
                     self.link.send(FPORT_CMD, reply)
                 except Exception as e:
                     self._say("status reply: %s" % (e,))
-        return True

@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--interval", type=int, default=300, help="sampling interval in seconds")
     p.add_argument("--loss", type=float, default=0.0, help="probability that an uplink is lost on air")
+    p.add_argument("--confirmed", action="store_true",
+                   help="confirmed uplinks: samples leave the node's queue only when the network acknowledged them")
     p.add_argument("--power-cuts", type=int, default=0, help="cut power at N random moments")
     p.add_argument("--deep-sleep", action="store_true", help="reboot through deep sleep after every cycle")
     p.add_argument("--heap", default="192K", help="MicroPython heap per node with --runtime micropython")
@@ -77,7 +79,8 @@ def cmd_simulate(args) -> int:
     if args.nodes < 1 or args.days <= 0:
         raise CitynodeError("--nodes must be at least 1 and --days positive")
     cfg = SimConfig(nodes=args.nodes, days=args.days, seed=args.seed, interval_s=args.interval, loss=args.loss,
-                    power_cuts=args.power_cuts, deep_sleep=args.deep_sleep)
+                    power_cuts=args.power_cuts, deep_sleep=args.deep_sleep,
+                    confirmed=args.confirmed)
     if args.replay:
         cfg.start_unix, cfg.env_series, cfg.pm_series = replay_series(args.replay)
     if args.runtime == "micropython":
@@ -108,11 +111,11 @@ def cmd_simulate(args) -> int:
 
 def print_summary(report: dict, out) -> None:
     t = report["totals"]
-    out.write(f"{'node':<18}{'uplinks':>8}{'bytes':>8}{'air s/day':>10}{'duty %':>8}{'joins':>6}"
+    out.write(f"{'node':<18}{'uplinks':>8}{'bytes':>8}{'air s/day':>10}{'duty%lim':>9}{'joins':>6}"
               f"{'measured':>9}{'delivered':>10}{'pending':>8}{'lost':>6}{'dups':>6}{'cuts':>5}\n")
     for n in report["nodes"] + [t]:
         out.write(f"{n['dev_eui']:<18}{n['uplinks']:>8}{n['bytes']:>8}{n['airtime_s_per_day']:>10.2f}"
-                  f"{n['duty_cycle_max_pct']:>8.3f}{n['join_attempts']:>6}{n['samples_measured']:>9}"
+                  f"{n['duty_cycle_pct_of_limit']:>9.2f}{n['join_attempts']:>6}{n['samples_measured']:>9}"
                   f"{n['samples_delivered']:>10}{n['samples_pending']:>8}{n['samples_lost']:>6}"
                   f"{n['duplicates']:>6}{n['power_cuts']:>5}\n")
     out.write(f"{t['virtual_days']:g} virtual days in {t['wall_s']:.1f} s; collisions {t['collided']}, "

@@ -162,7 +162,7 @@ class _MpSimulation(Simulation):
         self._plan_power_cuts(end_s)
         t0 = time.perf_counter()
         try:
-            self.sched.run(until_s=end_s)
+            self.sched.run(until_s=end_s + cfg.drain_s)
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
         self.wall_s = time.perf_counter() - t0

@@ -23,7 +23,8 @@ class _Task:
         self.name = name
         self.fn = fn
         self.now = at_us
-        self.go = threading.Event()
+        self.go = threading.Lock()  # held while the task must wait; released to let it run
+        self.go.acquire()
         self.thread = None
         self.done = False
         self.error = None
@@ -37,7 +38,8 @@ class Scheduler:
         self.now = 0
         self._heap: list = []
         self._seq = 0
-        self._back = threading.Event()  # a task handed control back to the loop
+        self._back = threading.Lock()  # released by a task handing control back to the loop
+        self._back.acquire()
         self._until = 0
         self.switches = 0
         self.current: _Task | None = None  # the task running now
@@ -74,14 +76,13 @@ class Scheduler:
     def _resume(self, task: _Task) -> None:
         task.now = self.now
         self.current = task
-        self._back.clear()
         self.switches += 1
         if task.thread is None:
             task.thread = threading.Thread(target=self._body, args=(task,), name=task.name, daemon=True)
             task.thread.start()
         else:
-            task.go.set()
-        self._back.wait()
+            task.go.release()
+        self._back.acquire()
         if task.error is not None:
             err, task.error = task.error, None
             raise err
@@ -94,15 +95,14 @@ class Scheduler:
         except BaseException as e:  # noqa: BLE001 - handed to the loop's thread
             task.error = e
         task.done = True
-        self._back.set()
+        self._back.release()
 
     def _stop_all(self) -> None:
         for _, _, item in self._heap:
             if isinstance(item, _Task) and item.thread is not None and not item.done:
                 item.stop = True
-                self._back.clear()
-                item.go.set()
-                self._back.wait(5)
+                item.go.release()
+                self._back.acquire(timeout=5)
         self._heap.clear()
 
     # --- called from node threads ----------------------------------------------------------------
@@ -113,9 +113,8 @@ class Scheduler:
             self.now = t
             return
         self._push(t, task)
-        task.go.clear()
-        self._back.set()
-        task.go.wait()
+        self._back.release()
+        task.go.acquire()
         if task.stop:
             raise Stop()
         task.now = self.now

@@ -7,7 +7,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from cnode.lorawan.region import DR_SF, airtime_us
+from cnode.lorawan.region import BANDS, DR_SF, airtime_us
 
 from ..decoder import Deduplicator, Stats, decode_uplink
 from ..hwsim import machine as hw
@@ -29,13 +29,15 @@ class SimConfig:
     days: float = 1.0
     seed: int = 1
     interval_s: int = 300
-    loss: float = 0.02
+    loss: float = 0.0
+    confirmed: bool = False  # confirmed uplinks: the queue lets go of samples only on the network's ACK
     power_cuts: int = 0
     deep_sleep: bool = False
     start_unix: int = START_UNIX
     env_series: object = None  # functions of ms since start (replay), or None for synthetic
     pm_series: object = None
     progress: object = None  # fn(fraction) or None
+    drain_s: int = 7200  # nodes run on this long so that what they measured in time can still be sent
 
 
 @dataclass
@@ -44,7 +46,7 @@ class NodeReport:
     uplinks: int = 0
     bytes: int = 0
     airtime_s_per_day: float = 0.0
-    duty_cycle_max_pct: float = 0.0
+    duty_cycle_pct_of_limit: float = 0.0
     join_attempts: int = 0
     samples_measured: int = 0
     samples_delivered: int = 0
@@ -88,7 +90,7 @@ class Simulation:
             self.ns.add_device(dev_eui, app_key)
             w = NodeWorld(i, self.clock, self.air, dev_eui, app_key, seed=cfg.seed * 1000 + i,
                           interval_s=cfg.interval_s, env_series=cfg.env_series, pm_series=cfg.pm_series,
-                          deep_sleep=cfg.deep_sleep)
+                          deep_sleep=cfg.deep_sleep, confirmed=cfg.confirmed)
             self.worlds.append(w)
 
     def _collect(self) -> None:
@@ -135,7 +137,7 @@ class Simulation:
             for k in range(1, steps + 1):
                 self.sched.call_at(end_s * k / steps, lambda k=k: cfg.progress(k / steps))
         t0 = time.perf_counter()
-        self.sched.run(until_s=end_s)
+        self.sched.run(until_s=end_s + cfg.drain_s)
         self.wall_s = time.perf_counter() - t0
         return self._report(end_s)
 
@@ -150,15 +152,17 @@ class Simulation:
             tx_by_node.setdefault(tx.source, []).append(tx)
         tot = NodeReport("all")
         for w in self.worlds:
-            txs = [t for t in tx_by_node.get(w.name, []) if not t.iq_inverted]
+            txs = [t for t in tx_by_node.get(w.name, []) if not t.iq_inverted and t.start_us <= end_s * 1_000_000]
             r = NodeReport(w.dev_eui.hex())
-            r.uplinks = sum(1 for t in txs if len(t.data) > 23)
+            r.uplinks = sum(1 for t in txs if t.data and t.data[0] >> 5 in (2, 4))
             r.bytes = sum(len(t.data) for t in txs)
             r.airtime_s_per_day = sum(t.airtime_us() for t in txs) / 1e6 / days
-            r.duty_cycle_max_pct = _max_duty_pct(txs)
-            r.join_attempts = sum(1 for t in txs if len(t.data) == 23 and t.data[0] == 0)
-            measured = {EPOCH_2000 + t for t in w.measured}
-            got = delivered.get(w.dev_eui.hex(), set())
+            r.duty_cycle_pct_of_limit = _max_duty_pct(txs)
+            r.join_attempts = sum(1 for t in txs if t.data and t.data[0] >> 5 == 0)
+            # samples taken within the run's days; the drain period only lets them reach the network
+            last = self.cfg.start_unix + end_s
+            measured = {EPOCH_2000 + t for t in w.measured if EPOCH_2000 + t <= last}
+            got = {t for t in delivered.get(w.dev_eui.hex(), set()) if t <= last}
             pending = measured - got
             r.samples_measured = len(measured)
             r.samples_delivered = len(measured & got)
@@ -171,15 +175,16 @@ class Simulation:
             r.boots = w.boots
             res.nodes.append(dict(vars(r)))
             for k, v in vars(r).items():
-                if isinstance(v, (int, float)) and k != "duty_cycle_max_pct":
+                if isinstance(v, (int, float)) and k != "duty_cycle_pct_of_limit":
                     setattr(tot, k, getattr(tot, k) + v)
-            tot.duty_cycle_max_pct = max(tot.duty_cycle_max_pct, r.duty_cycle_max_pct)
+            tot.duty_cycle_pct_of_limit = max(tot.duty_cycle_pct_of_limit, r.duty_cycle_pct_of_limit)
         tot_d = vars(tot)
         tot_d.update({"duplicates": self.stats.duplicates, "collided": self.air.collided,
                       "lost_on_air": self.air.lost, "decode_errors": len(self.errors),
                       "wall_s": round(self.wall_s, 2), "virtual_days": days})
         res.totals = tot_d
-        res.decoded = self.decoded
+        last = self.cfg.start_unix + end_s
+        res.decoded = [s for s in self.decoded if s["t"] <= last]
         return res
 
     def frames_jsonl(self) -> list[str]:
@@ -199,19 +204,28 @@ class Simulation:
         return lines
 
 
+def duty_cycle_use(txs) -> list[tuple[int, float, float]]:
+    """Per EU868 sub-band that carried frames: (band index, worst share of any sliding hour spent
+    transmitting in %, the band's limit in %), from the frames on the air."""
+    out = []
+    for b, (lo, hi, limit) in enumerate(BANDS):
+        ts = sorted((t.start_us, t.end_us) for t in txs if lo <= t.freq_khz <= hi)
+        if not ts:
+            continue
+        worst, used, j = 0.0, 0, 0
+        for s, e in ts:
+            used += e - s
+            while ts[j][0] < e - 3_600_000_000:
+                used -= ts[j][1] - ts[j][0]
+                j += 1
+            worst = max(worst, used / 3_600_000_000 * 100)
+        out.append((b, worst, 100.0 / limit))
+    return out
+
+
 def _max_duty_pct(txs) -> float:
-    """Largest share of any sliding hour spent transmitting in one sub-band (868.0-868.6 MHz: 1 % allowed)."""
-    worst = 0.0
-    ts = sorted((t.start_us, t.end_us) for t in txs)
-    j = 0
-    used = 0
-    for i, (s, e) in enumerate(ts):
-        used += e - s
-        while ts[j][0] < e - 3_600_000_000:
-            used -= ts[j][1] - ts[j][0]
-            j += 1
-        worst = max(worst, used / 3_600_000_000 * 100)
-    return worst
+    """The largest sliding-hour use of any sub-band, as a share of that band's limit (100 = at the limit)."""
+    return max((w / lim * 100 for _, w, lim in duty_cycle_use(txs)), default=0.0)
 
 
 def airtime_ms(dr: int, app_bytes: int) -> float:

@@ -48,7 +48,8 @@ def synthetic_pm(seed: int):
 
 class NodeWorld:
     def __init__(self, index: int, clock, air, dev_eui: bytes, app_key: bytes, seed: int, interval_s: int = 300,
-                 env_series=None, pm_series=None, deep_sleep: bool = False, counters=None):
+                 env_series=None, pm_series=None, deep_sleep: bool = False, counters=None,
+                 confirmed: bool = False):
         self.index = index
         self.name = f"node{index:03d}"
         self.clock = clock
@@ -57,6 +58,7 @@ class NodeWorld:
         self.app_key = app_key
         self.interval_s = interval_s
         self.deep_sleep = deep_sleep
+        self.confirmed = confirmed
         self.rng = random.Random(seed)
         offset_ms = self.rng.uniform(-1.0, 1.0) * 1800_000  # a different micro-climate per node
         base_env = env_series or diurnal
@@ -102,7 +104,8 @@ class NodeWorld:
                   rand=lambda n: self.rng.randrange(n) if n > 0 else 0)
         self.mac = mac
         reason = {1: 1, 4: 4, 3: 3, 2: 2}.get(self.reset_cause, 0)
-        self.node = Node(c, sampler, queue, mac, interval_s=self.interval_s, rtc=self, reboot_reason=reason)
+        self.node = Node(c, sampler, queue, mac, interval_s=self.interval_s, rtc=self, reboot_reason=reason,
+                         confirmed=self.confirmed)
         return self.node
 
     def run(self, task) -> None:
