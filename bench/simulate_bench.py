@@ -1,0 +1,67 @@
+"""Benchmark of `citynode simulate`: 50 nodes x 7 days under CPython (target < 60 s), the MicroPython runtime,
+100 power cuts, and the smallest MicroPython heap a node runs a week in. Prints one JSON line at the end."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def simulate(*args) -> tuple[dict, float]:
+    rep = ROOT / "bench" / ".sim_report.json"
+    t0 = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).with_name("citynode")), "simulate", *args, "--report", str(rep)],
+                   check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    r = json.loads(rep.read_text())
+    rep.unlink()
+    return r["totals"], wall
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    out: dict = {}
+    nodes, days = (10, 2) if a.quick else (50, 7)
+    t, wall = simulate("--nodes", str(nodes), "--days", str(days), "--seed", "1")
+    out["cpython_fleet"] = {"nodes": nodes, "days": days, "wall_s": round(wall, 1), "sim_s": t["wall_s"],
+                            "target_s": 60, "measured": t["samples_measured"], "delivered": t["samples_delivered"],
+                            "uplinks": t["uplinks"], "airtime_s_per_node_day": round(t["airtime_s_per_day"] / nodes, 2),
+                            "duty_cycle_worst_pct_of_limit": t["duty_cycle_pct_of_limit"]}
+    t, wall = simulate("--nodes", "10", "--days", "3", "--seed", "3", "--power-cuts", "100")
+    out["power_cuts_100"] = {"nodes": 10, "days": 3, "power_cuts": t["power_cuts"], "measured": t["samples_measured"],
+                             "delivered": t["samples_delivered"], "lost": t["samples_lost"],
+                             "duplicates_removed": t["duplicates"]}
+    mp_nodes, mp_days = (2, 0.5) if a.quick else (5, 1)
+    t, wall = simulate("--runtime", "micropython", "--nodes", str(mp_nodes), "--days", str(mp_days), "--heap", "256K")
+    out["micropython_fleet"] = {"nodes": mp_nodes, "days": mp_days, "wall_s": round(wall, 1),
+                                "measured": t["samples_measured"], "delivered": t["samples_delivered"],
+                                "per_node_day_s": round(wall / mp_nodes / mp_days, 2)}
+    # smallest heap (64-bit unix port) in which one node runs a week; a failure shows as a non-zero exit
+    week = "1" if a.quick else "7"
+    smallest = None
+    for kb in (128, 136, 144, 152, 160, 176, 192, 224, 256):
+        try:
+            t, _ = simulate("--runtime", "micropython", "--nodes", "1", "--days", week, "--heap", f"{kb}K")
+        except subprocess.CalledProcessError:
+            continue
+        if t["samples_delivered"] == t["samples_measured"] > 0:
+            smallest = kb
+            out["micropython_heap"] = {"days": float(week), "smallest_heap_kb": kb,
+                                       "live_heap_after_cycle_bytes": t.get("heap_peak_bytes"),
+                                       "target_kb": 128, "port": "unix x86-64 (8-byte words)"}
+            break
+    if smallest is None:
+        out["micropython_heap"] = {"smallest_heap_kb": None, "note": "did not run in 256K"}
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
