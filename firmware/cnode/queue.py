@@ -39,8 +39,10 @@ class Queue:
         self._wbuf = bytearray(_HDR + FRAME_MAX)
         self._rbuf = bytearray(_HDR + FRAME_MAX)
         self._wmv = memoryview(self._wbuf)
+        self._whdr = self._wmv[:8]  # the part of the header the CRC covers
         self._rmv = memoryview(self._rbuf)
         self._mbuf = bytearray(_META)
+        self._mmv = memoryview(self._mbuf)
         self._mpath = (root + "/m0", root + "/m1")
         self._segs = []  # [segno, first_seq, last_seq, path], ascending; first/last 0 while empty
         self._wf = None  # append handle of the write segment
@@ -53,6 +55,9 @@ class Queue:
         self._roff = 0
         self._pseq = 0  # the record peek() returned last and the offset after it
         self._pnext = 0
+        self._iseg = 0  # peek_next(): position after the frame it returned last, and that frame's seq
+        self._ioff = 0
+        self._iseq = 0
         self.gen = 0
         self.acked = 0
         self.dropped = 0
@@ -106,7 +111,7 @@ class Queue:
         if n != _META:
             return
         magic, ver, gen, acked, dropped, crc = struct.unpack("<HHIIII", self._mbuf)
-        if magic != _META_MAGIC or ver != _META_VER or crc != crc32(self._mbuf[:16]):
+        if magic != _META_MAGIC or ver != _META_VER or crc != crc32(self._mmv[:16]):
             return
         if gen > self.gen:
             self.gen, self.acked, self.dropped = gen, acked, dropped
@@ -157,16 +162,16 @@ class Queue:
         if n == 0 or n > FRAME_MAX:
             raise ValueError("frame length must be 1..242")
         rec = _HDR + n
+        f = self._wf
         if self._wseg < 0 or self._wsize + rec > self.seg_bytes:
-            self._roll()
-        elif self._wf is None:
-            self._wf = self.fs.open(self._segs[self._wseg][3], "ab")
+            f = self._roll()
+        elif f is None:
+            f = self._wf = self.fs.open(self._segs[self._wseg][3], "ab")
         seq = self.next_seq
         buf = self._wbuf
         struct.pack_into("<HHI", buf, 0, _MAGIC, n, seq)
         buf[_HDR:rec] = frame
-        struct.pack_into("<I", buf, 8, crc32(self._wmv[_HDR:rec], crc32(self._wmv[:8])))
-        f = self._wf
+        struct.pack_into("<I", buf, 8, crc32(frame, crc32(self._whdr)))
         try:
             f.write(self._wmv[:rec])
             f.flush()
@@ -193,11 +198,12 @@ class Queue:
             self._drop_oldest()
         no = self._segs[-1][0] + 1 if self._segs else 1
         path = "%s/s%08x" % (self.root, no)
-        self._wf = self.fs.open(path, "wb")
+        f = self._wf = self.fs.open(path, "wb")
         self._segs.append([no, 0, 0, path])
         self._wseg = len(self._segs) - 1
         self._wsize = 0
         self._wlast = -1
+        return f
 
     def _drop_oldest(self):
         seg = self._segs[0]
@@ -229,13 +235,13 @@ class Queue:
             seg = self._segs[self._rseg]
             if self._rseg == self._wseg and self._roff == self._wlast:
                 mv = self._wmv  # the record pushed last is still in RAM
-                n = struct.unpack_from("<H", self._wbuf, 2)[0]
+                n = self._wbuf[2] | self._wbuf[3] << 8
             else:
                 n = self._read(seg)
                 if n < 0:
                     continue
                 mv = self._rmv
-            seq = struct.unpack_from("<I", mv, 4)[0]
+            seq = mv[4] | mv[5] << 8 | mv[6] << 16 | mv[7] << 24
             self._pseq = seq
             self._pnext = self._roff + _HDR + n
             if seq <= self.acked:
@@ -245,13 +251,28 @@ class Queue:
         self.depth = 0
         return None
 
+    def peek_next(self):
+        """(seq, frame) of the frame after the one peek() or peek_next() returned last, or None. The position
+        that ack() starts from does not move, so a sender can gather several frames and then ack the last."""
+        if self._pseq == 0 and self._iseq == 0:
+            return None
+        save = (self._rseg, self._roff, self.depth)
+        if self._pseq:
+            self._iseg, self._ioff = self._rseg, self._pnext
+        self._rseg, self._roff = self._iseg, self._ioff
+        item = self.peek()
+        self._iseg, self._ioff, self._iseq = self._rseg, self._pnext, (item[0] if item else 0)
+        self._rseg, self._roff, self.depth = save
+        self._pseq = 0  # ack() must walk from its own position, not from this one
+        return item
+
     def _read(self, seg):
         # read the record at the cursor into _rbuf; returns its length, or -1 after moving the cursor on
-        if self._rfseg != self._rseg or self._rseg == self._wseg:
-            self._close_reader()
-            self._rf = self.fs.open(seg[3], "rb")
-            self._rfseg = self._rseg
         f = self._rf
+        if f is None or self._rfseg != self._rseg or self._rseg == self._wseg:
+            self._close_reader()
+            f = self._rf = self.fs.open(seg[3], "rb")
+            self._rfseg = self._rseg
         f.seek(self._roff)
         got = f.readinto(self._rbuf)
         if got > 0:
@@ -263,13 +284,10 @@ class Queue:
             if off >= 0:
                 self._roff = off
                 return -1
-        if self._rseg == self._wseg:  # nothing more yet
-            self._rseg = len(self._segs)
-            self._close_reader()
-            self._rseg = self._wseg
+        if self._rseg == self._wseg:  # nothing more yet (depth was off: heal it)
             self.depth = 0
             return -1
-        self._rseg += 1
+        self._rseg += 1  # past the last segment is fine: the next new segment gets that index
         self._roff = 0
         return -1
 
@@ -297,7 +315,8 @@ class Queue:
             return
         if seq >= self.next_seq:
             raise ValueError("ack of a frame never pushed")
-        rseg, roff, k = self._rseg, self._roff, 0
+        rseg0, roff0, depth0 = self._rseg, self._roff, self.depth
+        rseg, roff, k = rseg0, roff0, 0
         if self._pseq == seq and self._pseq > self.acked:
             roff = self._pnext  # the usual case: ack of the frame just peeked
             k = 1
@@ -309,10 +328,12 @@ class Queue:
                 k += 1
                 self._roff = self._pnext
             rseg, roff = self._rseg, self._roff
+            self._rseg, self._roff, self.depth = rseg0, roff0, depth0
         self._write_meta(seq, self.dropped)
         self.acked = seq
         self.depth = self.depth - k if self.depth > k else 0
         self._rseg, self._roff, self._pseq = rseg, roff, 0
+        self._iseq = 0
         # segments before the read cursor are fully acked: remove them (the pointer is already on flash)
         while self._rseg > 0 and self._segs[0][2] <= seq:
             self._drop_oldest()
@@ -321,7 +342,7 @@ class Queue:
         gen = self.gen + 1
         b = self._mbuf
         struct.pack_into("<HHIII", b, 0, _META_MAGIC, _META_VER, gen, acked, dropped)
-        struct.pack_into("<I", b, 16, crc32(b[:16]))
+        struct.pack_into("<I", b, 16, crc32(self._mmv[:16]))
         f = self.fs.open(self._mpath[gen & 1], "wb")
         try:
             f.write(b)

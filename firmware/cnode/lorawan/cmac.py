@@ -35,9 +35,14 @@ class Cmac:
             self.k2[15] ^= _RB
 
     def digest(self, a, b=None, n=-1):
-        """CMAC of a (+ the first n bytes of b, all of b if n < 0); returns self.mac (16 bytes, shared)."""
-        la = len(a)
-        lb = 0 if b is None else (len(b) if n < 0 else n)
+        """CMAC of a then b, where n (if >= 0) limits the last buffer given (b, or a when b is None) to
+        its first n bytes. Returns self.mac (16 bytes, shared: overwritten by the next call)."""
+        if b is None:
+            la = len(a) if n < 0 else n
+            lb = 0
+        else:
+            la = len(a)
+            lb = len(b) if n < 0 else n
         total = la + lb
         x = self.mac
         for i in range(16):

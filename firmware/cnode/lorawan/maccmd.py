@@ -1,0 +1,175 @@
+# LoRaWAN 1.0.4 MAC commands (TS001-1.0.4 chapter 5, EU868 parts of RP002): parse the commands a downlink
+# carries (FOpts or FPort 0), apply them to the MAC and queue the answers for the next uplink.
+from micropython import const
+
+from . import region as R
+
+LINK_CHECK = const(0x02)
+LINK_ADR = const(0x03)
+DUTY_CYCLE = const(0x04)
+RX_PARAM_SETUP = const(0x05)
+DEV_STATUS = const(0x06)
+NEW_CHANNEL = const(0x07)
+RX_TIMING_SETUP = const(0x08)
+DL_CHANNEL = const(0x0A)
+DEVICE_TIME = const(0x0D)
+
+
+def _freq(b, i):
+    """3-byte little-endian frequency in units of 100 Hz -> kHz."""
+    return (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16)) // 10
+
+
+def _freq_ok(khz):
+    return R.FREQ_MIN_KHZ <= khz <= R.FREQ_MAX_KHZ and R.band_of(khz) >= 0
+
+
+def _link_adr_block(mac, b, i, end):
+    """A contiguous block of LinkADRReq (5.3): one answer per request, applied only if all parts are valid."""
+    mask = mac.ch_mask
+    mask_ok = True
+    n = 0
+    dr_tx = 0xFF
+    redund = 0
+    while i + 5 <= end and b[i] == LINK_ADR:
+        dr_tx = b[i + 1]
+        chmask = b[i + 2] | (b[i + 3] << 8)
+        redund = b[i + 4]
+        cntl = (redund >> 4) & 0x07
+        if cntl == 0:
+            mask = chmask
+        elif cntl == 6:  # RP002 EU868: all defined channels on, ChMask ignored
+            mask = 0
+            for c in range(R.NUM_CHANNELS):
+                if mac.ch_freq[c]:
+                    mask |= 1 << c
+        else:
+            mask_ok = False  # RFU ChMaskCntl
+        i += 5
+        n += 1
+    if n == 0:
+        return end  # truncated request: stop parsing
+    if mask == 0:
+        mask_ok = False
+    for c in range(R.NUM_CHANNELS):
+        if mask & (1 << c) and not mac.ch_freq[c]:
+            mask_ok = False
+    dr = dr_tx >> 4
+    txp = dr_tx & 0x0F
+    dr_ok = True
+    if dr != 0x0F:
+        dr_ok = dr <= R.DR_MAX
+        if dr_ok and mask_ok:
+            dr_ok = False
+            for c in range(R.NUM_CHANNELS):
+                if mask & (1 << c) and (mac.ch_dr[c] & 0x0F) <= dr <= (mac.ch_dr[c] >> 4):
+                    dr_ok = True
+    txp_ok = txp == 0x0F or txp <= R.TX_POWER_MAX_INDEX
+    status = (4 if txp_ok else 0) | (2 if dr_ok else 0) | (1 if mask_ok else 0)
+    if status == 7:
+        mac.ch_mask = mask
+        if dr != 0x0F:
+            mac.dr = dr
+        if txp != 0x0F:
+            mac.tx_power = txp
+        nb = redund & 0x0F
+        mac.nb_trans = nb if nb else 1
+        mac.dirty = True
+    for _ in range(n):
+        mac.answer(LINK_ADR, status)
+    return i
+
+
+def process(mac, b, i, end):
+    """Apply the MAC commands in b[i:end]. An unknown or truncated command ends parsing (5: the rest cannot
+    be delimited). Returns the number of commands applied."""
+    count = 0
+    while i < end:
+        cid = b[i]
+        if cid == LINK_ADR:
+            i = _link_adr_block(mac, b, i, end)
+            count += 1
+            continue
+        a = i + 1  # first argument byte
+        if cid == LINK_CHECK:  # LinkCheckAns: Margin, GwCnt
+            if a + 2 > end:
+                break
+            mac.link_margin = b[a]
+            mac.link_gw_cnt = b[a + 1]
+            i = a + 2
+        elif cid == DUTY_CYCLE:
+            if a + 1 > end:
+                break
+            mac.max_dcycle = b[a] & 0x0F
+            mac.dirty = True
+            mac.answer(DUTY_CYCLE, -1)
+            i = a + 1
+        elif cid == RX_PARAM_SETUP:
+            if a + 4 > end:
+                break
+            dl = b[a]
+            off = (dl >> 4) & 0x07
+            dr2 = dl & 0x0F
+            f = _freq(b, a + 1)
+            st = (4 if off <= R.RX1_DR_OFFSET_MAX else 0) | (2 if dr2 <= R.DR_MAX else 0) | (1 if _freq_ok(f) else 0)
+            if st == 7:
+                mac.rx1_dr_offset = off
+                mac.rx2_dr = dr2
+                mac.rx2_freq = f
+                mac.dirty = True
+            mac.sticky_rxparam = st  # repeated in every uplink until a downlink arrives (1.0.4 5.4)
+            i = a + 4
+        elif cid == DEV_STATUS:
+            mac.answer(DEV_STATUS, mac.battery() & 0xFF, mac.margin() & 0x3F)
+            i = a
+        elif cid == NEW_CHANNEL:
+            if a + 5 > end:
+                break
+            ch = b[a]
+            f = _freq(b, a + 1)
+            drr = b[a + 4]
+            lo = drr & 0x0F
+            hi = drr >> 4
+            if ch < len(R.JOIN_FREQS_KHZ) or ch >= R.NUM_CHANNELS:
+                st = 0  # default channels cannot be changed (RP002 EU868)
+            else:
+                st = (1 if f == 0 or _freq_ok(f) else 0) | (2 if lo <= hi and lo <= R.DR_MAX and hi <= 7 else 0)
+            if st == 3:
+                mac.ch_freq[ch] = f
+                mac.ch_dr[ch] = drr
+                mac.ch_dl[ch] = 0
+                if f:
+                    mac.ch_mask |= 1 << ch
+                else:
+                    mac.ch_mask &= ~(1 << ch)
+                mac.dirty = True
+            mac.answer(NEW_CHANNEL, st)
+            i = a + 5
+        elif cid == RX_TIMING_SETUP:
+            if a + 1 > end:
+                break
+            d = b[a] & 0x0F
+            mac.rx1_delay_ms = (d if d else 1) * 1000
+            mac.dirty = True
+            mac.sticky_rxtiming = True
+            i = a + 1
+        elif cid == DL_CHANNEL:
+            if a + 4 > end:
+                break
+            ch = b[a]
+            f = _freq(b, a + 1)
+            defined = ch < R.NUM_CHANNELS and mac.ch_freq[ch] != 0
+            st = (1 if f == 0 or _freq_ok(f) else 0) | (2 if defined else 0)
+            if st == 3:
+                mac.ch_dl[ch] = f
+                mac.dirty = True
+            mac.sticky_dlch = st
+            i = a + 4
+        elif cid == DEVICE_TIME:  # DeviceTimeAns: 5 bytes, accepted and skipped (no DeviceTimeReq sent)
+            if a + 5 > end:
+                break
+            i = a + 5
+        else:
+            break
+        count += 1
+    return count
