@@ -27,6 +27,7 @@ from citynode.runtime import run_mp  # noqa: E402
 # other benchmark scripts: each prints one JSON object as its last stdout line
 OTHERS = ("drivers_env.py", "drivers_uart.py", "drivers_mobility.py", "queue_bench.py", "airtime.py",
           "simulate_bench.py", "flash_bench.py", "provision_bench.py", "bridge_bench.py")
+MICROPYTHON_ONLY = ("drivers_mobility.py",)  # scripts that measure heap only when run by micropython
 
 
 def _rate(fn, items, min_s=1.0):
@@ -98,9 +99,12 @@ def run_other(script: str, quick: bool) -> dict | None:
     path = ROOT / "bench" / script
     if not path.exists():
         return None
-    args = [sys.executable, str(path)] + (["--quick"] if quick else [])
     t0 = time.perf_counter()
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    if script in MICROPYTHON_ONLY:
+        proc = run_mp(path, heap="4M", timeout=3600)
+    else:
+        args = [sys.executable, str(path)] + (["--quick"] if quick else [])
+        proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=3600)
     lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1], "rc": proc.returncode}
