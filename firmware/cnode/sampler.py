@@ -8,7 +8,7 @@ from cnode.channels import (F_COMM, F_HUMID, F_MISSING, F_OUT_OF_RANGE, F_STUCK,
 from cnode.drivers.errors import CRCError, FrameError, SensorError
 
 HUMID_PM = const(700)  # 70.0 %RH in humidity's resolution: PM above this is flagged (airRohr #333/#599)
-STUCK_AFTER = const(12)  # identical raw readings in a row before a varying channel is flagged stuck
+STUCK_AFTER = const(36)  # identical readings in a row (3 h at 5 min) before a varying channel is flagged stuck
 _PM = ("pm1", "pm2_5", "pm10")
 _VARYING = ("temperature", "humidity", "pressure", "co2")
 

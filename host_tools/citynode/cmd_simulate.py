@@ -106,7 +106,30 @@ def cmd_simulate(args) -> int:
         with open(args.report, "w") as f:
             json.dump(report, f, indent=1)
     print_summary(report, sys.stdout)
+    print_decoded(res.decoded, sys.stdout)
     return 0
+
+
+def print_decoded(samples: list[dict], out) -> None:
+    """What the network side decoded, per channel: readings, min, mean, max, and flagged readings."""
+    from .registry import BY_NAME
+
+    acc: dict[str, list] = {}
+    flagged: dict[str, int] = {}
+    for s in samples:
+        for k, v in s["values"].items():
+            if v is not None:
+                acc.setdefault(k, []).append(v)
+        for k in s.get("flags", {}):
+            flagged[k] = flagged.get(k, 0) + 1
+    if not acc:
+        return
+    out.write(f"\n{'channel':<15}{'unit':<7}{'readings':>9}{'min':>11}{'mean':>11}{'max':>11}{'flagged':>9}\n")
+    for name in sorted(acc, key=lambda n: BY_NAME[n].id):
+        v = acc[name]
+        d = BY_NAME[name].decimals
+        out.write(f"{name:<15}{BY_NAME[name].unit or '-':<7}{len(v):>9}{min(v):>11.{d}f}{sum(v) / len(v):>11.{d}f}"
+                  f"{max(v):>11.{d}f}{flagged.get(name, 0):>9}\n")
 
 
 def print_summary(report: dict, out) -> None:
