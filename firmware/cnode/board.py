@@ -1,0 +1,163 @@
+# The one place that turns a board file (boards/*.json, kept on the node as /board.json) into buses, sensors
+# and a radio. Everything else receives these objects; only this module and main.py touch `machine`.
+import json
+
+from micropython import const
+
+from cnode.drivers.errors import SensorAbsent, SensorError
+from cnode.sampler import Slot
+
+BOARD_FILE = "/board.json"
+_I2C_DRIVERS = ("bme280", "sht4x", "scd4x", "dnms", "qmc5883l", "vl53l1x")
+_UART_DRIVERS = ("sds011", "sps30", "pms5003", "nmea")
+_UART_BAUD = {"sds011": 9600, "pms5003": 9600, "sps30": 115200, "nmea": 9600}
+_CLASS = {"bme280": "BME280", "sht4x": "SHT4x", "scd4x": "SCD4x", "dnms": "DNMS", "qmc5883l": "QMC5883L",
+          "vl53l1x": "VL53L1X", "sds011": "SDS011", "sps30": "SPS30", "pms5003": "PMS5003", "nmea": "NMEA",
+          "pulse": "PulseCounter", "battery": "Battery"}
+_ALIAS = {"gps_nmea": "nmea", "pir_counter": "pulse", "pir": "pulse", "radar": "pulse"}
+# channels of each driver, known before it is built (a missing sensor still has its channels flagged)
+_CHANNELS = {"bme280": ("temperature", "humidity", "pressure"), "sht4x": ("temperature", "humidity"),
+             "scd4x": ("co2",), "dnms": ("noise_laeq", "noise_lamax"), "qmc5883l": ("parked", "vehicles"),
+             "vl53l1x": ("distance", "occupancy"), "sds011": ("pm2_5", "pm10"), "sps30": ("pm1", "pm2_5", "pm10"),
+             "pms5003": ("pm1", "pm2_5", "pm10"), "nmea": ("latitude", "longitude"), "battery": ("battery",)}
+WDT_MS = const(120000)  # longer than the longest cycle (30 s warm-up, join windows, sends)
+
+
+class BoardError(ValueError):
+    """The board file names something this firmware cannot build (driver, bus, pin)."""
+
+
+def load(fs_open=open, path=BOARD_FILE):
+    with fs_open(path) as f:
+        return json.load(f)
+
+
+def _num(v):
+    return int(v, 0) if isinstance(v, str) else int(v)
+
+
+class Absent:
+    """Stands in for a sensor that did not answer at start-up: its channels read as missing, and every
+    read tries to bring the real driver up again (a sensor plugged in later, a slow power rail)."""
+
+    def __init__(self, name, make, err):
+        self.name = name
+        self.channels = _CHANNELS.get(name, ())
+        self.values = [None] * len(self.channels)
+        self.warmup_ms = 0
+        self.error = err
+        self._make = make
+        self.real = None
+
+    def read(self):
+        if self.real is None:
+            try:
+                self.real = self._make()
+            except (SensorError, OSError) as e:
+                self.error = e
+                raise SensorAbsent("%s: %s" % (self.name, e))
+        self.real.read()
+        for i in range(len(self.values)):
+            self.values[i] = self.real.values[i]
+
+
+def _driver_class(name):
+    if name not in _CLASS:
+        raise BoardError("unknown driver %r in the board file" % (name,))
+    mod = __import__("cnode.drivers." + name, None, None, (_CLASS[name],))
+    return mod, getattr(mod, _CLASS[name])
+
+
+class Hardware:
+    """Buses of one board, built on demand from its file with the given `machine` module."""
+
+    def __init__(self, board, machine):
+        self.board = board
+        self.machine = machine
+        self._i2c = None
+        self._uarts = {}
+
+    def i2c(self):
+        if self._i2c is None:
+            c = self.board.get("i2c")
+            if not c:
+                raise BoardError("the board has no i2c section")
+            m = self.machine
+            self._i2c = m.I2C(c.get("id", 0), scl=m.Pin(c["scl"]), sda=m.Pin(c["sda"]), freq=c.get("freq", 400000))
+        return self._i2c
+
+    def uart(self, uid, baud):
+        if uid not in self._uarts:
+            for u in self.board.get("uarts", ()):
+                if u["id"] == uid:
+                    self._uarts[uid] = self.machine.UART(uid, u.get("baud", baud), tx=u["tx"], rx=u["rx"],
+                                                         timeout=0)
+                    break
+            else:
+                raise BoardError("the board has no uart %d" % uid)
+        return self._uarts[uid]
+
+    def power_on(self):
+        """Switch the sensors' supply rail on where the board has one (Heltec Vext is active low)."""
+        p = self.board.get("power", {}).get("vext")
+        if p:
+            self.machine.Pin(p["pin"], self.machine.Pin.OUT, value=p.get("active", 0))
+
+    def _maker(self, name, s, clock):
+        mod, cls = _driver_class(name)
+        if name in _I2C_DRIVERS:
+            bus = self.i2c()
+            addr = _num(s.get("address", getattr(mod, "ADDR", 0)))
+            return lambda: cls(bus, clock, addr)
+        if name in _UART_DRIVERS:
+            uart = self.uart(s.get("uart", 1), _UART_BAUD[name])
+            return lambda: cls(uart, clock)
+        if name == "pulse":
+            m = self.machine
+            pin = m.Pin(s["pin"], m.Pin.IN)
+            return lambda: cls(pin, clock, channel=s.get("channel", "pedestrians"), dead_ms=s.get("dead_ms", 2000))
+        raise BoardError("driver %r has no bus rule" % name)
+
+    def slots(self, clock):
+        """A sampler slot for every sensor the board file lists, plus the battery."""
+        out = []
+        for s in self.board.get("sensors", ()):
+            name = _ALIAS.get(s["driver"], s["driver"])
+            make = self._maker(name, s, clock)
+            try:
+                drv = make()
+            except (SensorError, OSError) as e:
+                drv = Absent(name, make, e)
+            warm = getattr(drv, "warmup_ms", 0) or getattr(_driver_class(name)[1], "warmup_ms", 0)
+            out.append(Slot(drv, every=s.get("every", 1), warmup_ms=warm))
+        b = self.board.get("battery")
+        if b and "adc" in b:  # (a PMIC-measured battery, as on the T-Beam, has no driver yet)
+            en = b.get("enable")
+            if en:
+                self.machine.Pin(en["pin"], self.machine.Pin.OUT, value=en.get("active", 1))
+            cls = _driver_class("battery")[1]
+            adc = self.machine.ADC(self.machine.Pin(b["adc"]))
+            if hasattr(adc, "atten"):
+                adc.atten(3)  # 11 dB: pin range up to about 3.1 V
+            out.append(Slot(cls(adc, b["r1"], b["r2"]), every=b.get("every", 12)))
+        return out
+
+
+def selftest(slots, out=print):
+    """Read every sensor once and print a table; returns the number of sensors that failed."""
+    failed = 0
+    out("%-10s %-14s %s" % ("sensor", "channel", "value"))
+    for s in slots:
+        d = s.driver
+        name = type(d).__name__
+        try:
+            if s.warmup_ms and hasattr(d, "wake"):
+                d.wake()
+            d.read()
+            for i in range(len(d.channels)):
+                out("%-10s %-14s %s" % (name, d.channels[i], d.values[i]))
+        except Exception as e:  # the table shows every failure; the caller decides what a failure means
+            failed += 1
+            out("%-10s %-14s FAILED: %s" % (name, "-", e))
+    out("selftest: %d sensors, %d failed" % (len(slots), failed))
+    return failed
