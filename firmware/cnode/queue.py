@@ -227,6 +227,7 @@ class Queue:
         else:
             self._roff = 0
         self._pseq = 0
+        self._iseq = 0  # a peek_next() walk in progress ends here (its positions moved)
 
     # --- peek / ack ------------------------------------------------------------------------------------------
     def peek(self):
