@@ -35,6 +35,7 @@ class Node:
         self.commands = commands
         self.log = log
         self.confirmed = confirmed  # keep samples queued until the network acknowledges their frame
+        self.channels_off = 0  # bit i: registry channel id i is switched off (downlink command)
         self.rec = Records(sampler.ids)
         self.enc = Encoder(sampler.ids, sampler.refs, max_samples=96)
         self.cycle_no = 0
@@ -46,6 +47,7 @@ class Node:
         self.sent_frames = 0
         self.join_attempts = 0
         self.errors = 0
+        self.dropped_bad = 0  # records dropped because no frame could carry them
         st = {}
         for name in ("battery", "reboot_reason", "fw_version", "queue_depth", "dropped"):
             if name in sampler.names:
@@ -87,6 +89,11 @@ class Node:
             self.clock.sleep_ms(w)
         t = self.clock.time()
         s.sample()
+        if self.channels_off:
+            for i in range(len(s.ids)):
+                if self.channels_off >> s.ids[i] & 1:
+                    s.vals[i] = None
+                    s.flags[i] = 0
         self._status()
         rec = self.rec.pack(t, s.vals, s.flags)
         if len(rec) > 5:
@@ -152,8 +159,20 @@ class Node:
         next_carry = 0
         while item is not None:
             seq, data = item
-            t = self.rec.unpack(data)
-            stop = enc.add(t, self.rec.vals, self.rec.flags, carry if taken == 0 else 0)
+            try:
+                t = self.rec.unpack(data)
+                stop = enc.add(t, self.rec.vals, self.rec.flags, carry if taken == 0 else 0)
+            except ValueError as e:
+                if enc.n:  # e.g. the clock went back after a power cut: this record starts the next frame
+                    break
+                # a record no frame can carry (damaged, out of the format's range): drop it, counted,
+                # rather than let it block everything queued behind it
+                self.dropped_bad += 1
+                self._say("dropping record %d: %s" % (seq, e))
+                q.ack(seq)
+                self.pending = self.pending - 1 if self.pending > 0 else 0
+                item = q.peek()
+                continue
             if stop >= nch:
                 last = seq
                 taken += 1

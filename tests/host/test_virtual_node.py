@@ -1,0 +1,55 @@
+"""The firmware's own runner on the simulated board, under the MicroPython unix port: it boots from a board
+file and provisioned keys, joins the in-process network, and what it sends decodes with `citynode decode`."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from citynode.runtime import FIRMWARE_DIR, HOST_DIR, micropython_exe
+
+BOARD = {"name": "virtual", "chip": "esp32", "flash_offset": "0x1000", "simulated": {"cycles": 30},
+         "radio": {"type": "simulated"}, "i2c": {"id": 0, "scl": 22, "sda": 21},
+         "uarts": [{"id": 1, "tx": 17, "rx": 16, "baud": 9600}],
+         "sensors": [{"driver": "bme280", "bus": "i2c", "address": "0x76"},
+                     {"driver": "sds011", "bus": "uart", "uart": 1}],
+         "battery": {"adc": 35, "r1": 100000, "r2": 100000}}
+DEV_EUI = "70b3d57ed0000099"
+
+
+def _mp(folder, code):
+    return subprocess.run([micropython_exe(), "-X", "heapsize=4M", "-c", code], cwd=folder, capture_output=True,
+                          text=True, timeout=300, env={"MICROPYPATH": f"{FIRMWARE_DIR}:{HOST_DIR}"})
+
+
+def test_runner_joins_and_its_uplinks_decode(tmp_path):
+    (tmp_path / "board.json").write_text(json.dumps(BOARD))
+    keys = ("from cnode.config import Keys\nfrom cnode.nvsfile import NVS\n"
+            f"Keys(NVS('cn_keys')).set(bytes.fromhex('{DEV_EUI}'), bytes(8), bytes(range(16)))\n")
+    assert _mp(tmp_path, keys).returncode == 0
+    proc = _mp(tmp_path, "import machine\nfrom cnode import runner\nrunner.main(machine, None)\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "joined" in proc.stdout and "virtual node: 30 cycles done" in proc.stdout
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+    assert lines
+    dec = subprocess.run([str(Path(sys.executable).with_name("citynode")), "decode"], input="\n".join(lines) + "\n", capture_output=True, text=True)
+    assert dec.returncode == 0, dec.stderr
+    samples = [json.loads(x) for x in dec.stdout.splitlines()]
+    assert len(samples) >= 24  # 30 cycles, sent each hour: everything up to the last full hour
+    assert all(s["device"] == DEV_EUI for s in samples)
+    first = samples[0]["values"]
+    assert {"temperature", "humidity", "pressure", "pm2_5", "pm10", "battery"} <= set(first)
+    assert first["reboot_reason"] == 1 and first["fw_version"] == 10000
+    assert 3.85 <= first["battery"] <= 3.95
+    ts = [s["t"] for s in samples]
+    assert ts == sorted(ts) and all(b - a == 300 for a, b in zip(ts, ts[1:]))
+    assert (tmp_path / "q").is_dir()  # the queue lives in the node's own folder
+
+
+def test_unprovisioned_node_says_so_and_sends_nothing(tmp_path):
+    (tmp_path / "board.json").write_text(json.dumps(dict(BOARD, simulated={"cycles": 2})))
+    proc = _mp(tmp_path, "import machine\nfrom cnode import runner\nrunner.main(machine, None)\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "not provisioned" in proc.stdout
+    assert not [x for x in proc.stdout.splitlines() if x.startswith("{")]
