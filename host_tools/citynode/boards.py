@@ -18,6 +18,7 @@ RADIO_PINS = {  # pins each radio needs, by type
     "sx1262": ("sck", "mosi", "miso", "cs", "reset", "busy", "dio1"),
     "lora-e5": ("tx", "rx"),
     "rak3172": ("tx", "rx"),
+    "simulated": (),  # the virtual node: radio and network in-process (citynode.hwsim.virtual_board)
 }
 BUSES = ("i2c", "uart", "pin", "adc", "i2s")
 GPIO_MAX = {"esp32": 39, "esp32s3": 48}
@@ -41,6 +42,8 @@ class Board:
     battery: dict
     micropython: dict
     power: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)  # node settings of this board (cnode.config precedence)
+    simulated: dict = field(default_factory=dict)  # only the virtual board: how long it runs
     path: Path | None = None
 
     @property
@@ -55,7 +58,9 @@ class Board:
         return {"name": self.name, "title": self.title, "chip": self.chip, "flash_offset": self.flash_offset,
                 "flash_size": self.flash_size, "radio": self.radio, "i2c": self.i2c, "uarts": self.uarts,
                 "sensors": self.sensors, "battery": self.battery, "power": self.power,
-                "micropython": self.micropython}
+                "micropython": self.micropython,
+                **({"settings": self.settings} if self.settings else {}),
+                **({"simulated": self.simulated} if self.simulated else {})}
 
     def node_config(self) -> dict:
         """The board file as the node keeps it (/board.json, read by firmware/cnode/board.py)."""
@@ -113,7 +118,7 @@ def _parse(raw: dict, path: Path) -> Board:
     rtype = _need(radio, "type", str, "radio")
     if rtype not in RADIO_PINS:
         raise ValueError(f"radio.type: {rtype!r} is not one of {', '.join(RADIO_PINS)}")
-    pins = dict(_need(radio, "pins", dict, "radio"))
+    pins = dict(_need(radio, "pins", dict, "radio")) if RADIO_PINS[radio["type"]] else dict(radio.get("pins", {}))
     for p in RADIO_PINS[rtype]:
         if p not in pins:
             raise ValueError(f"radio.pins.{p}: missing (a {rtype} needs {', '.join(RADIO_PINS[rtype])})")
@@ -178,7 +183,8 @@ def _parse(raw: dict, path: Path) -> Board:
 
     return Board(name=name, title=raw.get("title", name), chip=chip, flash_offset=offset, flash_size=flash_size,
                  radio=radio, i2c=i2c, uarts=list(uarts), sensors=sensors, battery=battery, micropython=mp,
-                 power=dict(raw.get("power", {})), path=path)
+                 power=dict(raw.get("power", {})), settings=dict(raw.get("settings", {})),
+                 simulated=dict(raw.get("simulated", {})), path=path)
 
 
 def load_board_file(path: str | os.PathLike) -> Board:

@@ -5,7 +5,8 @@ from citynode.hwsim.clock import VirtualClock
 from citynode.hwsim.twin_bme280 import BME280Twin
 from fwtest import load_json, raises
 
-BOARDS = ("heltec-wifi-lora-32-v2", "heltec-wifi-lora-32-v3", "ttgo-lora32-v2.1", "tbeam", "esp32-devkit-lora-e5")
+BOARDS = ("heltec-wifi-lora-32-v2", "heltec-wifi-lora-32-v3", "ttgo-lora32-v2.1", "tbeam", "esp32-devkit-lora-e5",
+          "virtual")
 
 
 def _hw(name):

@@ -61,7 +61,8 @@ def app_src(tmp_path, monkeypatch):
 def test_all_five_boards_load_with_the_documented_chips_and_offsets():
     b = load_boards(BOARDS_DIR)
     assert sorted(b) == ["esp32-devkit-lora-e5", "heltec-wifi-lora-32-v2", "heltec-wifi-lora-32-v3", "tbeam",
-                         "ttgo-lora32-v2.1"]
+                         "ttgo-lora32-v2.1", "virtual"]
+    del b["virtual"]  # the development board: no hardware of its own
     assert {n: (x.chip, x.flash_offset) for n, x in b.items()} == {
         "esp32-devkit-lora-e5": ("esp32", 0x1000), "heltec-wifi-lora-32-v2": ("esp32", 0x1000),
         "heltec-wifi-lora-32-v3": ("esp32s3", 0x0), "tbeam": ("esp32", 0x1000), "ttgo-lora32-v2.1": ("esp32", 0x1000)}
@@ -113,7 +114,7 @@ def test_boards_json_cli(capsys):
     rows = json.loads(capsys.readouterr().out)
     v2 = next(r for r in rows if r["name"] == "heltec-wifi-lora-32-v2")
     assert v2["chip"] == "esp32" and v2["flash_offset"] == 4096 and v2["radio"]["type"] == "sx1276"
-    assert len(rows) == 5
+    assert len(rows) == 6 and sum(r["radio"]["type"] == "simulated" for r in rows) == 1
 
 
 def test_wrong_board_name_on_the_cli_is_one_line(capsys):

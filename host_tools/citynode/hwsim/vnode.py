@@ -46,11 +46,56 @@ class _Ack:
         return bytes(n)
 
 
+class _RealClock:
+    # the twins' clock on the virtual node: the unix port's own ticks, since its firmware waits in real time
+    def monotonic_ms(self):
+        import time
+        return time.ticks_ms()
+
+    def ticks_ms(self):
+        import time
+        return time.ticks_ms()
+
+    def ticks_diff(self, a, b):
+        import time
+        return time.ticks_diff(a, b)
+
+    def sleep_ms(self, ms):
+        import time
+        time.sleep_ms(ms)
+
+    def time(self):
+        import time
+        return time.time()
+
+
+_TWINS = _HW.get("twins") or {}
+if _TWINS:
+    _m._state["clock"] = _RealClock()
+
+
 class I2C(_m.I2C):
     def __init__(self, *args, **kw):
         _m.I2C.__init__(self, *args, **kw)
         for addr in _HW.get("i2c", ()):
             self.attach(addr, _Ack())
+        if "bme280" in _TWINS:
+            from citynode.hwsim.twin_bme280 import BME280Twin
+            self.attach(_TWINS["bme280"], BME280Twin(_RealClock()))
+
+
+class UART(_m.UART):
+    def __init__(self, id=1, *args, **kw):
+        _m.UART.__init__(self, id, *args, **kw)
+        if _TWINS.get("sds011") == id:
+            from citynode.hwsim.twin_uart_pm import SDS011Twin
+            self.attach(SDS011Twin(_RealClock(), lambda ms: {"pm2_5": 7.5, "pm10": 12.5}))
+
+
+class ADC(_m.ADC):
+    def __init__(self, pin, *args, **kw):
+        _m.ADC.__init__(self, pin, *args, **kw)
+        self.uv = _TWINS.get("adc_uv", 0)
 
 
 def reset():
@@ -73,7 +118,7 @@ def micropython_exe() -> str:
 
 
 class VirtualNode:
-    def __init__(self, i2c=(), fs: str | os.PathLike | None = None, heap: str = "2M"):
+    def __init__(self, i2c=(), fs: str | os.PathLike | None = None, heap: str = "2M", twins: dict | None = None):
         self._tmp = tempfile.TemporaryDirectory(prefix="citynode-vnode-")
         root = Path(self._tmp.name)
         self.fs = Path(fs) if fs is not None else root / "fs"
@@ -81,7 +126,7 @@ class VirtualNode:
         (self.fs / "lib").mkdir(exist_ok=True)
         self._sys = root / "sys"  # the "hardware": not part of the node's filesystem
         self._sys.mkdir()
-        self.hw = {"i2c": list(i2c)}
+        self.hw = {"i2c": list(i2c), "twins": dict(twins or {})}
         self._write_hw()
         (self._sys / "machine.py").write_text(
             f"_HW_PATH = {str(self._sys / 'vnode_hw.json')!r}\n" + _MACHINE_SHIM)
