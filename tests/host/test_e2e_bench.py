@@ -53,4 +53,6 @@ def test_flash_provision_boot_join_and_decode(tmp_path, capsys):
     assert {s["device"] for s in samples} == {dev_eui}
     v = samples[1]["values"]
     assert 6.0 <= v["pm2_5"] <= 12.0 and 11.0 <= v["pm10"] <= 19.0  # the simulated board's SDS011 series
-    assert 0 < v["temperature"] < 40 and 3.85 <= v["battery"] <= 3.95
+    assert 0 < v["temperature"] < 40
+    bat = [s["values"]["battery"] for s in samples if "battery" in s["values"]]
+    assert bat and all(3.85 <= b <= 3.95 for b in bat)  # read every 12th cycle
