@@ -94,9 +94,27 @@ def comp_h_q22_10(h, adc_h, tf):
     return v >> 12
 
 
-def _search(f, target, lo, hi, increasing):
-    """The integer x in [lo, hi] whose f(x) is closest to target, for monotone f (bisection)."""
+def _search(f, target, lo, hi, increasing, near=None):
+    """The integer x in [lo, hi] whose f(x) is closest to target, for monotone f (bisection). With `near`
+    (the last answer) the bracket first grows outwards from there: a slowly changing series costs a few
+    evaluations instead of twenty."""
     a, b = lo, hi
+    if near is not None and lo <= near <= hi:
+        def above(x):
+            return (f(x) >= target) if increasing else (f(x) <= target)
+        step = 16
+        if above(near):
+            b = near
+            while b - step > lo and above(b - step):
+                b -= step
+                step <<= 1
+            a = b - step if b - step > lo else lo
+        else:
+            a = near
+            while a + step < hi and not above(a + step):
+                a += step
+                step <<= 1
+            b = a + step if a + step < hi else hi
     while a < b:
         m = (a + b) // 2
         if (f(m) >= target) if increasing else (f(m) <= target):
@@ -129,6 +147,7 @@ class BME280Twin:
         self.target = None  # series values latched by the last measurement
         self.raw = None  # (adc_T, adc_P, adc_H) latched by the last measurement
         self.measurements = 0
+        self._last_raw = None  # the last raw_for() answer, where the next search starts
         self._never_ready = 0
         self._stuck = 0
         self._stuck_raw = None
@@ -259,10 +278,15 @@ class BME280Twin:
         """(adc_T, adc_P, adc_H) whose compensated values are closest to v's temperature/pressure/humidity."""
         t, p, h = self.t, self.p, self.h
         t100 = v["temperature"] * 100.0
-        adc_t = _search(lambda x: (comp_t_fine(t, x) * 5 + 128) >> 8, t100, 0, 0xFFFFF, t[1] > 0)
+        last = self._last_raw
+        adc_t = _search(lambda x: (comp_t_fine(t, x) * 5 + 128) >> 8, t100, 0, 0xFFFFF, t[1] > 0,
+                        last[0] if last else None)
         tf = comp_t_fine(t, adc_t)
-        adc_p = _search(lambda x: comp_p_q24_8(p, x, tf), v["pressure"] * 256.0, 0, 0xFFFFF, False)
-        adc_h = _search(lambda x: comp_h_q22_10(h, x, tf), v["humidity"] * 1024.0, 0, 0xFFFF, True)
+        adc_p = _search(lambda x: comp_p_q24_8(p, x, tf), v["pressure"] * 256.0, 0, 0xFFFFF, False,
+                        last[1] if last else None)
+        adc_h = _search(lambda x: comp_h_q22_10(h, x, tf), v["humidity"] * 1024.0, 0, 0xFFFF, True,
+                        last[2] if last else None)
+        self._last_raw = (adc_t, adc_p, adc_h)
         return adc_t, adc_p, adc_h
 
     def _status(self):
