@@ -54,12 +54,14 @@ def make_link(board, machine, clock, keys, cfg, log):
         mac.adr = bool(cfg["adr"])
         return mac
     if kind in ("lora-e5", "rak3172"):
-        from cnode import atmodem  # type: ignore
-
-        u = r["uart"]
-        uart = machine.UART(u["id"], u.get("baud", 9600), tx=u["tx"], rx=u["rx"], timeout=0)
-        cls = getattr(atmodem, "LoRaE5" if kind == "lora-e5" else "RAK3172")
-        return cls(uart, clock, dev_eui, join_eui, app_key)
+        pins = r.get("pins", {})
+        uart = machine.UART(r.get("uart", 2), r.get("baud", 9600 if kind == "lora-e5" else 115200),
+                            tx=pins["tx"], rx=pins["rx"], timeout=0, rxbuf=1024)  # a downlink line is ~500 B
+        if kind == "lora-e5":
+            from cnode.atmodem.lorae5 import LoRaE5 as Modem
+        else:
+            from cnode.atmodem.rak3172 import RAK3172 as Modem
+        return Modem(uart, clock, dev_eui, join_eui, app_key, log=log)
     raise ValueError("radio type %r is not supported" % (kind,))
 
 
@@ -115,10 +117,11 @@ class Runner:
             return
         n.interval_s = self.cfg["interval"]
         n.channels_off = self.cfg["channels_off"]
-        if hasattr(self.link, "adr"):
-            self.link.adr = bool(self.cfg["adr"])
-        if not self.cfg["adr"] and hasattr(self.link, "dr"):
-            self.link.dr = self.cfg["dr"]
+        link = self.link
+        if hasattr(link, "adr"):  # our MAC; an AT modem keeps its own ADR setting
+            setattr(link, "adr", bool(self.cfg["adr"]))
+        if not self.cfg["adr"] and hasattr(link, "dr"):
+            setattr(link, "dr", self.cfg["dr"])
 
     def _command(self, port, data):
         if port != FPORT_CMD:
