@@ -406,3 +406,31 @@ def test_join_accept_cflist_and_join_nonce_replay():
     assert "1 attempts" in str(e)
     assert isinstance(r.mac.rx_error, ReplayError) and not r.mac.joined
     raises(NotJoined, r.mac.send, 1, b"x")
+
+
+def test_region_airtime_and_duty_ledger():
+    from cnode.lorawan import region as R
+    from cnode.lorawan.dutycycle import DutyCycle
+
+    # AN1200.13 check values (facts.md): SF7 PHY 10 B, SF9 13 B, SF12 24 B and 64 B, 125 kHz, CR 4/5
+    assert R.airtime_us(7, 125, 10) == 41216
+    assert R.airtime_us(9, 125, 13) == 164864
+    assert R.airtime_us(12, 125, 24) == 1482752
+    assert R.airtime_us(12, 125, 64) == 2793472
+    assert R.dr_airtime_us(0, 64) == 2793472 and R.dr_airtime_us(5, 10) == 41216
+    assert R.MAX_PAYLOAD == (51, 51, 51, 115, 222, 222) and R.DR_SF == (12, 11, 10, 9, 8, 7)
+    assert [R.tx_eirp(i) for i in range(8)] == [16, 14, 12, 10, 8, 6, 4, 2]
+    assert [R.rx1_dr(5, o) for o in range(6)] == [5, 4, 3, 2, 1, 0] and R.rx1_dr(1, 3) == 0
+    bands = [R.band_of(f) for f in (863500, 867100, 868100, 868500, 868900, 869525, 869800, 862000, 869300)]
+    assert bands == [0, 1, 2, 2, 3, 4, 5, -1, -1]
+    assert DutyCycle.limit_ms(2) == 36000 and DutyCycle.limit_ms(4) == 360000 and DutyCycle.limit_ms(0) == 3600
+    d = DutyCycle()
+    t0 = 10 * 60000 + 5000  # minute 10
+    for i in range(12):  # 12 x 2.8 s = 33.6 s in minute 10
+        d.record(2, t0 + i * 3000, 2800)
+    assert d.used_ms(2, t0 + 40000) == 33600 and d.used_ms(1, t0) == 0
+    assert d.wait_ms(2, t0 + 40000, 2400) == 0  # 36.0 s exactly fits
+    assert d.wait_ms(2, t0 + 40000, 2401) == (10 + 61) * 60000 - (t0 + 40000)  # until minute 10 has left
+    assert d.wait_ms(1, t0, 2401) == 0  # another sub-band is independent
+    assert d.wait_ms(0, t0, 3601) == -1  # longer than the whole 0.1 % hour budget
+    assert d.used_ms(2, (10 + 61) * 60000) == 0
