@@ -22,12 +22,15 @@ class FleetAir:
         self._down: list[Tx] = []  # downlinks not yet heard
         self._listeners = []  # fn(tx) for each uplink that reaches the network (gateways)
         self._after = []  # fn() once every gateway heard it (the network server's dedup flush)
+        self.on_start = None  # fn(tx) when a transmission starts (the simulator tags it with its keys)
         self.collided = 0
         self.lost = 0
         self.delivered = 0
 
     def start(self, tx: Tx) -> None:
         self.log.append(tx)
+        if self.on_start is not None:
+            self.on_start(tx)
         if tx.iq_inverted:
             self._down.append(tx)
         else:

@@ -84,6 +84,9 @@ class Simulation:
         self._seen_uplinks: dict = {}
         self.dups: dict[str, int] = {}
         self.air.after(self._collect)  # after the network server has handled the frame
+        self.air.on_start = self._tag
+        self._by_name: dict = {}
+        self._last_join: dict = {}  # frequency -> device of the last join-request heard there
         for i in range(cfg.nodes):
             dev_eui = bytes.fromhex("70b3d57ed0%06x" % i)
             app_key = bytes(self.rng.getrandbits(8) for _ in range(16))
@@ -92,6 +95,25 @@ class Simulation:
                           interval_s=cfg.interval_s, env_series=cfg.env_series, pm_series=cfg.pm_series,
                           deep_sleep=cfg.deep_sleep, confirmed=cfg.confirmed)
             self.worlds.append(w)
+            self._by_name[w.name] = dev_eui
+
+    def _tag(self, tx) -> None:
+        """Note on each frame the device and the keys in force as it goes on air (for --frames)."""
+        dev = None
+        data = tx.data
+        if tx.source in self._by_name:
+            dev = self.ns.devices.get(self._by_name[tx.source])
+            if data and data[0] >> 5 == 0:
+                self._last_join[tx.freq_khz] = dev
+        elif data and data[0] >> 5 == 1:  # join-accept: answers the join-request heard on this channel
+            dev = self._last_join.get(tx.freq_khz) or next(
+                (d for d in self.ns.devices.values() if d.downlinks and d.downlinks[-1] == data), None)
+        elif len(data) >= 5:
+            dev = self.ns._by_addr.get(int.from_bytes(data[1:5], "little"))
+        if dev is None:
+            return
+        tx.dev = dev
+        tx.keys = (bytes(dev.nwk_skey), bytes(dev.app_skey)) if dev.nwk_skey is not None else None
 
     def _collect(self) -> None:
         for dev in self.ns.devices.values():
@@ -188,18 +210,17 @@ class Simulation:
         return res
 
     def frames_jsonl(self) -> list[str]:
-        """Every PHY frame on the air, with the keys needed to check it independently."""
-        by_name = {w.name: w for w in self.worlds}
+        """Every PHY frame on the air, with the keys that were in force for it (for checking it independently)."""
         lines = []
         for tx in self.air.log:
-            w = by_name.get(tx.source)
-            dev = self.ns.devices.get(w.dev_eui) if w else None
             rec = {"t": round(self.cfg.start_unix + tx.start_us / 1e6, 3), "dir": "down" if tx.iq_inverted else "up",
                    "phy": tx.data.hex(), "freq_hz": tx.freq_khz * 1000, "dr": DR_SF.index(tx.sf)}
+            dev = getattr(tx, "dev", None)
             if dev is not None:
                 rec.update({"dev_eui": dev.dev_eui.hex(), "app_key": dev.app_key.hex()})
-                if dev.nwk_skey is not None:
-                    rec.update({"nwk_s_key": bytes(dev.nwk_skey).hex(), "app_s_key": bytes(dev.app_skey).hex()})
+                keys = getattr(tx, "keys", None)
+                if keys is not None and tx.data[0] >> 5 != 0:
+                    rec.update({"nwk_s_key": keys[0].hex(), "app_s_key": keys[1].hex()})
             lines.append(json.dumps(rec))
         return lines
 
