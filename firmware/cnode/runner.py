@@ -62,6 +62,14 @@ def make_link(board, machine, clock, keys, cfg, log):
         else:
             from cnode.atmodem.rak3172 import RAK3172 as Modem
         return Modem(uart, clock, dev_eui, join_eui, app_key, log=log)
+    if kind == "wifi":  # WiFi + MQTT: the same frames, published to a broker (settings under radio.mqtt)
+        import network  # type: ignore
+        import socket  # type: ignore
+        from cnode.mqttlink import MqttLink
+
+        m = r.get("mqtt", {})
+        return MqttLink(network.WLAN(network.STA_IF), m["ssid"], m.get("key", ""), socket, m["host"], dev_eui,
+                        clock, port=m.get("port", 1883), prefix=m.get("prefix", "citynode"))
     raise ValueError("radio type %r is not supported" % (kind,))
 
 
