@@ -100,11 +100,14 @@ class Sampler:
                 d.read()
                 df = getattr(d, "flags", 0)  # a driver's own flags (overflow, saturation) for its channels
                 for j in range(len(s.idx)):
-                    vals[s.idx[j]] = d.values[j]
+                    k = s.idx[j]
+                    if vals[k] is not None:
+                        continue  # two sensors measure this channel: the first one that answered counts
+                    vals[k] = d.values[j]
                     if d.values[j] is None:
-                        flags[s.idx[j]] |= F_MISSING
+                        flags[k] |= F_MISSING
                     if df:
-                        flags[s.idx[j]] |= df
+                        flags[k] |= df
                 if s.warmup_ms and getattr(d, "warming", False):
                     for j in s.idx:
                         flags[j] |= F_WARMING_UP
@@ -131,6 +134,9 @@ class Sampler:
                     d.sleep()
                 except SensorError:
                     pass
+        for i in range(len(vals)):
+            if vals[i] is not None:  # another sensor gave this channel: not missing after all
+                flags[i] &= ~(F_MISSING | F_COMM)
         self._quality()
         self.cycle_no += 1
         return failed
