@@ -34,7 +34,8 @@ def register(sub) -> None:
 
 
 def replay_series(paths: list[str]):
-    """(start unix, env series, pm series) from recorded files; series are functions of ms since start."""
+    """(start unix, env series, pm series, counter) from recorded files. Series are functions of ms since the
+    start; counter is (channel, [count per hour from the start]) from a counter CSV, or None."""
     files = []
     for p in paths:
         found = sorted(glob.glob(p)) or [p]
@@ -49,13 +50,12 @@ def replay_series(paths: list[str]):
     try:
         env_rows = read_sensor_community(by_kind.get("bme280", []) + by_kind.get("dht22", []))
         pm_rows = read_sensor_community(by_kind.get("sds011", []))
-        for f in by_kind.get("counter", []):
-            read_counter_csv(f)  # validated here; counting nodes are not part of the default fleet yet
+        counter_rows = [r for f in by_kind.get("counter", []) for r in read_counter_csv(f)]
     except (OSError, ValueError, KeyError) as e:
         raise CitynodeError(f"cannot read replay data: {e}") from None
-    firsts = [r[0][0] for r in (env_rows, pm_rows) if r]
+    firsts = [r[0][0] for r in (env_rows, pm_rows, counter_rows) if r]
     if not firsts:
-        raise CitynodeError("no sensor.community rows in the replay files")
+        raise CitynodeError("no rows in the replay files")
     start = min(firsts)
     env = Held(env_rows, max_age=10 ** 9) if env_rows else None
     pm = Held(pm_rows, max_age=10 ** 9) if pm_rows else None
@@ -70,7 +70,17 @@ def replay_series(paths: list[str]):
     def pm_series(ms):
         return pm.at(start + int(ms // 1000)) if pm is not None else {"pm2_5": 5.0, "pm10": 9.0}
 
-    return start, env_series, (pm_series if pm is not None else None)
+    counter = None
+    if counter_rows:
+        channel = next(iter(counter_rows[0][1]))
+        if channel not in ("pedestrians", "bikes", "vehicles"):
+            raise CitynodeError(f"counter CSV channel {channel!r}: expected pedestrians, bikes or vehicles")
+        hours: dict[int, float] = {}
+        for t, v in counter_rows:
+            h = (t - start) // 3600
+            hours[h] = hours.get(h, 0) + v[channel]
+        counter = (channel, [int(hours.get(h, 0)) for h in range(max(hours) + 1)])
+    return start, env_series, (pm_series if pm is not None else None), counter
 
 
 def cmd_simulate(args) -> int:
@@ -82,7 +92,7 @@ def cmd_simulate(args) -> int:
                     power_cuts=args.power_cuts, deep_sleep=args.deep_sleep,
                     confirmed=args.confirmed)
     if args.replay:
-        cfg.start_unix, cfg.env_series, cfg.pm_series = replay_series(args.replay)
+        cfg.start_unix, cfg.env_series, cfg.pm_series, cfg.counter = replay_series(args.replay)
     if args.runtime == "micropython":
         from .fleet.mp import run_micropython
 

@@ -17,7 +17,7 @@ class Stop(BaseException):
 
 
 class _Task:
-    __slots__ = ("name", "fn", "now", "go", "thread", "done", "error", "stop", "interrupt")
+    __slots__ = ("name", "fn", "now", "go", "thread", "done", "error", "stop", "interrupt", "timers")
 
     def __init__(self, name, fn, at_us):
         self.name = name
@@ -30,6 +30,7 @@ class _Task:
         self.error = None
         self.stop = False
         self.interrupt = None  # an exception to raise in the task when it next wakes
+        self.timers: list = []  # (due us, seq, fn): this node's own events (pin edges from its twins)
 
 
 class Scheduler:
@@ -106,8 +107,20 @@ class Scheduler:
         self._heap.clear()
 
     # --- called from node threads ----------------------------------------------------------------
+    def _fire(self, task: _Task, until_us: int) -> None:
+        # a node's own events (e.g. a PIR edge and its interrupt handler) at their own times, in its thread
+        tm = task.timers
+        while tm and tm[0][0] <= until_us:
+            due, _, fn = heapq.heappop(tm)
+            if due > task.now:
+                task.now = due
+                self.now = due
+            fn()
+
     def sleep_us(self, task: _Task, us: int) -> None:
         t = task.now + max(0, int(us))
+        if task.timers:
+            self._fire(task, t)
         if (not self._heap or t < self._heap[0][0]) and t <= self._until:
             task.now = t  # nothing else happens before we wake: no hand-over needed
             self.now = t
@@ -154,6 +167,11 @@ class TaskClock:
 
     def sleep(self, s):
         self.sched.sleep_us(self.task, int(s * 1_000_000))
+
+    def call_at_ms(self, at_ms, fn):
+        """Run fn() when this node's time passes at_ms (monotonic ms); the twins' pin events use it."""
+        self.sched._seq += 1
+        heapq.heappush(self.task.timers, (int(at_ms * 1000), self.sched._seq, fn))
 
     def time(self):
         return self.sched.start_s + self._now() // 1_000_000

@@ -36,6 +36,7 @@ class SimConfig:
     start_unix: int = START_UNIX
     env_series: object = None  # functions of ms since start (replay), or None for synthetic
     pm_series: object = None
+    counter: object = None  # (channel, [count per hour from the start]) drives a pulse counter on every node
     progress: object = None  # fn(fraction) or None
     drain_s: int = 7200  # nodes run on this long so that what they measured in time can still be sent
 
@@ -93,7 +94,7 @@ class Simulation:
             self.ns.add_device(dev_eui, app_key)
             w = NodeWorld(i, self.clock, self.air, dev_eui, app_key, seed=cfg.seed * 1000 + i,
                           interval_s=cfg.interval_s, env_series=cfg.env_series, pm_series=cfg.pm_series,
-                          deep_sleep=cfg.deep_sleep, confirmed=cfg.confirmed)
+                          deep_sleep=cfg.deep_sleep, confirmed=cfg.confirmed, counter=cfg.counter)
             self.worlds.append(w)
             self._by_name[w.name] = dev_eui
 

@@ -8,6 +8,7 @@ import random
 from cnode.app import Node
 from cnode.drivers.battery import Battery
 from cnode.drivers.bme280 import BME280
+from cnode.drivers.pulse import PulseCounter
 from cnode.drivers.sds011 import SDS011
 from cnode.lorawan.mac import Mac
 from cnode.lorawan.store import DictStore
@@ -18,6 +19,7 @@ from ..hwsim import machine as hw
 from ..hwsim.flashfs import FlashFS, PowerLoss
 from ..hwsim.twin_adc import BatteryTwin, discharge
 from ..hwsim.twin_bme280 import BME280Twin, diurnal
+from ..hwsim.twin_mobility import PulseTwin
 from ..hwsim.twin_uart_pm import SDS011Twin
 from .air import FleetModem
 
@@ -49,7 +51,7 @@ def synthetic_pm(seed: int):
 class NodeWorld:
     def __init__(self, index: int, clock, air, dev_eui: bytes, app_key: bytes, seed: int, interval_s: int = 300,
                  env_series=None, pm_series=None, deep_sleep: bool = False, counters=None,
-                 confirmed: bool = False):
+                 confirmed: bool = False, counter=None):
         self.index = index
         self.name = f"node{index:03d}"
         self.clock = clock
@@ -72,6 +74,10 @@ class NodeWorld:
         self.adc = hw.ADC(35)
         self.bat_twin = BatteryTwin(R1, R2, discharge(4150, 3650, 30 * 86_400_000))
         self.bat_twin.attach(self.adc)
+        # a pulse counter (PIR / radar) driven by counts per hour, e.g. a replayed bike counter
+        self.counter = counter  # (channel, [count per hour from the start])
+        self.count_pin = hw.Pin(27, hw.Pin.IN)
+        self.count_twin = None
         self.fs = FlashFS(seed=seed)
         self.nvs = DictStore()
         self.rtc_mem = b""
@@ -97,6 +103,8 @@ class NodeWorld:
         c = self.clock
         sds = SDS011(self.uart, c)
         slots = [Slot(sds, warmup_ms=SDS011.warmup_ms), Slot(BME280(self.i2c, c)), Slot(Battery(self.adc, R1, R2))]
+        if self.counter is not None:
+            slots.append(Slot(PulseCounter(self.count_pin, c, channel=self.counter[0], dead_ms=2000)))
         sampler = Sampler(slots, c, extra=STATUS)
         queue = _CountingQueue(Queue(self.fs, "/q", seg_bytes=4096, max_segs=16), self)
         modem = FleetModem(self.air, c, self.name)
@@ -111,6 +119,9 @@ class NodeWorld:
     def run(self, task) -> None:
         """The node's life: boot, cycle, sleep; reboot after deep sleep or a power cut."""
         c = self.clock
+        if self.counter is not None and self.count_twin is None:  # its edges are this node's own events
+            self.count_twin = PulseTwin(self.count_pin, c, self.counter[1], period_ms=3_600_000,
+                                        seed=self.index + 1, min_gap_ms=2500)
         c.sleep_ms(self.rng.uniform(0, self.interval_s * 1000))  # nodes are not switched on in step
         while True:
             try:
