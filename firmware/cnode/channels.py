@@ -43,7 +43,9 @@ CHANNELS = (
 F_MISSING = const(1)  # sensor absent or read failed: value is null
 F_OUT_OF_RANGE = const(2)  # outside the channel's lo..hi
 F_WARMING_UP = const(4)  # sensor not yet settled (e.g. SDS011 fan spin-up)
-F_HUMID = const(8)  # PM reading at relative humidity above 70 %: likely overestimated
+F_HUMID = const(8)  # PM reading at relative humidity above HUMID_PM: likely overestimated. Never sent: decoders
+#                    derive it from the humidity in the same sample (it would double a frame in a wet climate)
+HUMID_PM = const(700)  # 70.0 %RH at humidity's resolution (airRohr #333/#599)
 F_STUCK = const(16)  # the same raw value for too long
 F_COMM = const(32)  # CRC, checksum or timeout on the last attempt; value is the last good one
 

@@ -4,12 +4,10 @@
 # Time is passed in (`now` in seconds); waits go through the clock object, so tests run days in seconds.
 from micropython import const
 
-from cnode.channels import (F_COMM, F_HUMID, F_MISSING, F_OUT_OF_RANGE, F_STUCK, F_WARMING_UP, by_name)
+from cnode.channels import F_COMM, F_MISSING, F_OUT_OF_RANGE, F_STUCK, F_WARMING_UP, by_name
 from cnode.drivers.errors import CRCError, FrameError, SensorError
 
-HUMID_PM = const(700)  # 70.0 %RH in humidity's resolution: PM above this is flagged (airRohr #333/#599)
 STUCK_AFTER = const(36)  # identical readings in a row (3 h at 5 min) before a varying channel is flagged stuck
-_PM = ("pm1", "pm2_5", "pm10")
 _VARYING = ("temperature", "humidity", "pressure", "co2")
 
 
@@ -57,8 +55,6 @@ class Sampler:
         self.same = [0] * n  # identical readings in a row
         self.prev = [None] * n
         self.cycle_no = 0
-        self._humid = self.names.index("humidity") if "humidity" in self.names else -1
-        self._pm = [i for i in range(n) if self.names[i] in _PM]
         self._varying = [self.names[i] in _VARYING for i in range(n)]
 
     def index(self, name):
@@ -159,12 +155,6 @@ class Sampler:
                 else:
                     self.same[i] = 0
                 self.prev[i] = v
-        h = self._humid
-        rh = vals[h] if h >= 0 else None
-        if rh is not None and rh > HUMID_PM:
-            for i in self._pm:
-                if vals[i] is not None:
-                    flags[i] |= F_HUMID
 
     def any_flags(self):
         for f in self.flags:

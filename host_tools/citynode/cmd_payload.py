@@ -100,9 +100,11 @@ def cmd_decode(args) -> int:
             samples, warns = decode_uplink(up, dedup, stats)
         except (UplinkError, PayloadError) as e:
             stats.errors += 1
-            sys.stderr.write(f"citynode decode: line {no}: {e}\n")
+            msg = " ".join(str(e).splitlines())  # one line, whatever the input put into the message
+            sys.stderr.write(f"citynode decode: line {no}: {msg}\n")
             continue
         for w in warns:
+            w = " ".join(w.splitlines())
             sys.stderr.write(f"citynode decode: line {no}: warning: {w}\n")
         writer.write(samples, up.device)
     sys.stdout.flush()

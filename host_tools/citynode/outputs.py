@@ -27,6 +27,8 @@ def senml_pack(samples: list[dict], device: str | None = None) -> list[dict]:
             if v is None:
                 continue
             rec: dict = {"n": name, "u": BY_NAME[name].unit, "v": v}
+            if not rec["u"]:  # enumerations (reboot_reason, fw_version) have no SenML unit
+                del rec["u"]
             if s["t"] != bt:
                 rec["t"] = s["t"] - bt
             recs.append(rec)

@@ -10,7 +10,9 @@ import cbor2
 from cnode.bits import QMAX
 from cnode.encoder import Encoder, pack
 
-from .registry import BY_ID, CHANNELS, EPOCH_2000, VERSION, Channel, channel, flag_bits, flag_names
+from cnode.channels import HUMID_PM
+
+from .registry import BY_ID, CHANNELS, EPOCH_2000, FLAG_NAMES, VERSION, Channel, channel, flag_bits, flag_names
 
 FPORT = 2
 V_LIMIT = 1 << 31  # raw values lie in [-2**31, 2**31) (int32 on the node); the JS codec relies on this bound
@@ -205,7 +207,26 @@ def decode_frame(data: bytes) -> tuple[list[Sample], list[str]]:
             continue
         samples[i].flags[ch.name] = flag_names(f)
         samples[i].values.setdefault(ch.name, None)
+    for smp in samples:
+        _derive_humid(smp)
     return samples, warn
+
+
+_PM = ("pm1", "pm2_5", "pm10")
+_HUMID_LIMIT = HUMID_PM / 10  # %RH
+
+
+def _derive_humid(smp: Sample) -> None:
+    """The 'humid' flag is never sent: a PM reading in a sample whose humidity is above the limit gets it."""
+    rh = smp.values.get("humidity")
+    if rh is None or rh <= _HUMID_LIMIT:
+        return
+    for name in _PM:
+        if smp.values.get(name) is not None:
+            have = smp.flags.get(name, [])
+            if "humid" not in have:
+                known = [n for n in FLAG_NAMES if n in have or n == "humid"]
+                smp.flags[name] = known + [n for n in have if n not in FLAG_NAMES]
 
 
 # --- encoding through the firmware encoder ------------------------------------------------------------

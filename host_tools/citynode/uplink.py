@@ -45,26 +45,51 @@ def _b64(s, what: str) -> bytes:
         raise UplinkError(f"{what} is not base64") from None
 
 
+def _obj(d: dict, key: str, what: str) -> dict:
+    v = d.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise UplinkError(f"{what} is not an object")
+    return v
+
+
+def _uint(d: dict, key: str, what: str, default: int | None = None) -> int | None:
+    v = d.get(key, default)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+        raise UplinkError(f"{what} is not an unsigned integer")
+    return v
+
+
+def _dev(v) -> str | None:
+    return v.lower() if isinstance(v, str) and v else None
+
+
+def _str(v) -> str | None:
+    return v if isinstance(v, str) else None
+
+
 def parse_ttn(msg: dict) -> Uplink:
     """A The Things Stack v3 uplink message (MQTT or webhook JSON)."""
     up = msg.get("uplink_message")
     if not isinstance(up, dict):
         raise UplinkError("not a The Things Stack uplink message (no uplink_message)")
-    ids = msg.get("end_device_ids") or {}
-    dev = ids.get("dev_eui") or ids.get("device_id")
-    return Uplink(_b64(up.get("frm_payload"), "uplink_message.frm_payload"), up.get("f_port"),
-                  dev.lower() if isinstance(dev, str) else None, up.get("f_cnt"),
-                  up.get("received_at") or msg.get("received_at"))
+    ids = _obj(msg, "end_device_ids", "end_device_ids")
+    dev = _dev(ids.get("dev_eui")) or _dev(ids.get("device_id"))
+    # The Things Stack leaves out fields at their zero value: no f_cnt means frame counter 0
+    return Uplink(_b64(up.get("frm_payload"), "uplink_message.frm_payload"),
+                  _uint(up, "f_port", "uplink_message.f_port"), dev,
+                  _uint(up, "f_cnt", "uplink_message.f_cnt", 0),
+                  _str(up.get("received_at")) or _str(msg.get("received_at")))
 
 
 def parse_chirpstack(msg: dict) -> Uplink:
     """A ChirpStack v4 up event (integration JSON)."""
     if "data" not in msg or "deviceInfo" not in msg:
         raise UplinkError("not a ChirpStack up event (no data/deviceInfo)")
-    info = msg.get("deviceInfo") or {}
-    dev = info.get("devEui")
-    return Uplink(_b64(msg.get("data"), "data"), msg.get("fPort"), dev.lower() if isinstance(dev, str) else None,
-                  msg.get("fCnt"), msg.get("time"))
+    info = _obj(msg, "deviceInfo", "deviceInfo")
+    return Uplink(_b64(msg.get("data"), "data"), _uint(msg, "fPort", "fPort"), _dev(info.get("devEui")),
+                  _uint(msg, "fCnt", "fCnt"), _str(msg.get("time")))
 
 
 def parse_line(line: str, kind: str) -> Uplink:
@@ -82,8 +107,8 @@ def parse_line(line: str, kind: str) -> Uplink:
                 payload = bytes.fromhex(obj["hex"])
             except ValueError:
                 raise UplinkError("'hex' is not hex") from None
-            dev = obj.get("device") or obj.get("dev_eui")
-            return Uplink(payload, obj.get("fport"), dev, obj.get("fcnt"))
+            dev = _str(obj.get("device")) or _str(obj.get("dev_eui"))
+            return Uplink(payload, _uint(obj, "fport", "fport"), dev or None, _uint(obj, "fcnt", "fcnt"))
         return Uplink(_hex_or_b64(line))
     try:
         obj = json.loads(line)

@@ -1,6 +1,6 @@
 # Sampler tests: every fault kind on one sensor leaves the others sampled, and readings carry the right flags.
 from cnode.sampler import Sampler, Slot, STUCK_AFTER
-from cnode.channels import F_COMM, F_HUMID, F_MISSING, F_OUT_OF_RANGE, F_STUCK, F_WARMING_UP
+from cnode.channels import F_COMM, F_MISSING, F_OUT_OF_RANGE, F_STUCK, F_WARMING_UP
 from cnode.drivers.errors import CRCError, FrameError, SensorAbsent, SensorTimeout
 from citynode.hwsim.clock import VirtualClock
 from fwtest import raises
@@ -63,10 +63,11 @@ def test_every_fault_kind_flags_only_its_sensor():
         assert s.vals[2:4] == [40, 50] and s.flags[2] == 0
 
 
-def test_humid_pm_flagged():
+def test_humid_pm_is_not_flagged_on_the_node():
+    # the decoder derives "humid" from the humidity in the same sample; sending it would cost bytes each time
     s, _, _ = _sampler([[33, 94]], [[1234, 850]])
     s.sample()
-    assert s.flags[2] == F_HUMID and s.flags[3] == F_HUMID and s.flags[1] == 0
+    assert s.flags[2] == 0 and s.flags[3] == 0 and s.flags[1] == 0
 
 
 def test_out_of_range_flagged():

@@ -157,3 +157,17 @@ def test_encode_rejects_bad_samples():
         encode([{"t": 1546300844, "values": {"co2": math.nan}}])
     with pytest.raises(ValueError, match="backwards"):
         encode([{"t": 1546300844, "values": {"co2": 1}}, {"t": 1546300843, "values": {"co2": 1}}])
+
+
+def test_humid_flag_is_derived_by_the_decoder():
+    frames = encode([{"t": 1546300800, "values": {"pm10": 20.0, "pm2_5": 9.0, "humidity": 85.0}},
+                     {"t": 1546301100, "values": {"pm10": 21.0, "humidity": 65.0}},
+                     {"t": 1546301400, "values": {"pm10": 22.0, "humidity": 70.0}},
+                     {"t": 1546301700, "values": {"pm10": 23.0, "humidity": 70.1},
+                      "flags": {"pm10": ["warming_up"]}}], 222)
+    assert len(frames) == 1
+    s = decode_frame(frames[0])[0]
+    assert s[0].flags == {"pm10": ["humid"], "pm2_5": ["humid"]}
+    assert s[1].flags == {} and s[2].flags == {}  # at or below 70 %RH
+    assert s[3].flags == {"pm10": ["warming_up", "humid"]}
+    assert len(cbor2.loads(frames[0])) == 4 and cbor2.loads(frames[0])[3] == [3, 5, 4]  # only the sent flag
