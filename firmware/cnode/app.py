@@ -37,7 +37,7 @@ class Node:
         self.confirmed = confirmed  # keep samples queued until the network acknowledges their frame
         self.channels_off = 0  # bit i: registry channel id i is switched off (downlink command)
         self.rec = Records(sampler.ids)
-        self.enc = Encoder(sampler.ids, sampler.refs, max_samples=96)
+        self.enc = Encoder(sampler.ids, sampler.refs, max_samples=64)
         self.cycle_no = 0
         self.pending = 0  # records in the queue not yet sent
         self.oldest_t = 0

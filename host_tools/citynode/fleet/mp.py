@@ -11,7 +11,7 @@ import tempfile
 import time
 
 from ..hwsim import machine as hw
-from ..runtime import HOST_DIR, MP_DIR, compiled_firmware, micropython_exe
+from ..runtime import HOST_DIR, compiled_firmware, micropython_exe
 from .air import FleetModem
 from .sim import SimConfig, Simulation
 from .world import NodeWorld
@@ -40,8 +40,7 @@ class MpNode:
         while True:
             w.boots += 1
             proc = subprocess.Popen(
-                [micropython_exe(), "-X", f"heapsize={self.heap}", str(MP_DIR / "node_main.py"), w.dev_eui.hex(),
-                 w.app_key.hex(), str(w.interval_s)],
+                [micropython_exe(), "-X", f"heapsize={self.heap}", "-c", "import cn_node_main"],
                 cwd=self.folder, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 bufsize=1, env=dict(os.environ, MICROPYPATH=f"{self.sim.mpy_dir}:{HOST_DIR}"))
             try:
@@ -132,7 +131,7 @@ class MpNode:
                 del self.log[:-50]
                 return "OK"
             if op == "HELLO":
-                return f"{self.sim.sched.start_s} {reason}"
+                return f"{self.sim.sched.start_s} {reason} {w.dev_eui.hex()} {w.app_key.hex()} {w.interval_s}"
         except OSError as e:
             return f"E {e.args[0] if e.args else 5}"
         raise RuntimeError(f"{w.name}: unknown request {a!r}")

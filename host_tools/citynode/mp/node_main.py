@@ -3,7 +3,8 @@
 # The firmware objects are the real ones; buses, the radio, the clock and RTC memory are proxies that send
 # one request line to the simulator (CPython) and read one reply line, whose first word is the virtual time
 # in microseconds. Flash is real files in the current folder (queue, NVS), as on a board's filesystem.
-# argv: dev_eui_hex app_key_hex interval_s
+# Run as `micropython -c "import cn_node_main"` (compiled to .mpy); the simulator's reply to HELLO gives
+# the start time, reset cause, DevEUI, AppKey and interval.
 import sys
 import gc
 from binascii import hexlify, unhexlify
@@ -189,13 +190,12 @@ def log(msg):
 
 
 def main():
-    dev_eui = unhexlify(sys.argv[1])
-    app_key = unhexlify(sys.argv[2])
-    interval = int(sys.argv[3])
-    r = call("HELLO")
-    parts = r.split()
+    parts = call("HELLO").split()
     _start[0] = int(parts[0])
     reason = int(parts[1])
+    dev_eui = unhexlify(parts[2])
+    app_key = unhexlify(parts[3])
+    interval = int(parts[4])
     clock = Clock()
     i2c = I2C()
     uart = UART()
