@@ -105,10 +105,16 @@ def run_other(script: str, quick: bool) -> dict | None:
     else:
         args = [sys.executable, str(path)] + (["--quick"] if quick else [])
         proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=3600)
-    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
+    out = None
+    for ln in reversed(proc.stdout.strip().splitlines()):
+        if ln.startswith("{"):
+            try:
+                out = json.loads(ln)
+                break
+            except ValueError:
+                continue
+    if proc.returncode != 0 or out is None:
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1], "rc": proc.returncode}
-    out = json.loads(lines[-1])
     out["_wall_s"] = round(time.perf_counter() - t0, 1)
     return out
 
