@@ -10,7 +10,7 @@ import random
 
 from cnode.lorawan.region import airtime_us
 
-from ..hwsim.radio import RxPacket, Tx, _bw_khz
+from ..hwsim.radio import RxPacket, SimModem, Tx, _bw_khz
 
 
 class FleetAir:
@@ -75,19 +75,12 @@ class FleetAir:
         return best
 
 
-class FleetModem:
-    """One node's radio on the fleet air; `clock` is the node's TaskClock."""
+class FleetModem(SimModem):
+    """One node's radio on the fleet air (configure() and the lora-sync API as SimModem; send and receive go
+    through the fleet's scheduler). `clock` is the fleet clock."""
 
     def __init__(self, air: FleetAir, clock, name: str):
-        self.air = air
-        self.clock = clock
-        self.name = name
-        self.cfg = {"freq_khz": 868100, "sf": 7, "bw": "125", "coding_rate": 5, "preamble_len": 8,
-                    "output_power": 14, "crc_en": True, "invert_iq_tx": False, "invert_iq_rx": False}
-        self.sent = 0
-
-    def configure(self, lora_cfg):
-        self.cfg.update(lora_cfg)
+        super().__init__(air, name, clock=clock)
 
     def send(self, packet, tx_at_ms=None):
         c = self.clock

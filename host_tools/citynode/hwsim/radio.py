@@ -99,9 +99,9 @@ def _bw_khz(bw):
 class SimModem:
     """Stands in for lora.SX1276/SX1262 with lora-sync: the MAC cannot tell the difference."""
 
-    def __init__(self, air, name="node", snr=7, rssi=-95):
+    def __init__(self, air, name="node", snr=7, rssi=-95, clock=None):
         self.air = air
-        self.clock = air.clock
+        self.clock = air.clock if clock is None else clock
         self.name = name
         self.snr = snr
         self.rssi = rssi
