@@ -118,3 +118,26 @@ class AtPort:
         out = self._pending
         self._pending = []
         return out
+
+
+class AtLink:
+    """What both modem links keep: the AT port, the keys (only ever sent to the modem), and link state."""
+
+    def __init__(self, uart, clock, dev_eui, join_eui, app_key, busy_retries=4, busy_backoff_ms=500, log=None):
+        self.at = AtPort(uart, clock, log=log)
+        self.clock = clock
+        self._dev_eui = bytes(dev_eui)
+        self._join_eui = bytes(join_eui)
+        self._app_key = bytes(app_key)
+        self.busy_retries = busy_retries
+        self.busy_backoff_ms = busy_backoff_ms
+        self.joined = False
+        self.downlink = None
+        self.acked = False
+        self.rssi = 0  # of the last downlink
+        self.snr = 0
+        self.dr = 0  # EU868 data rate the modem reported last
+        self._dr_ok = False
+        self._configured = False
+        self.busy = 0  # busy answers seen
+        self.sent = 0

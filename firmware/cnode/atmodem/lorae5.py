@@ -15,7 +15,7 @@ from binascii import hexlify, unhexlify
 
 from micropython import const
 
-from cnode.atmodem import EU868_MAX_PAYLOAD, AtPort, LinkTimeout, ModemBusy, ModemError, cmd_name
+from cnode.atmodem import EU868_MAX_PAYLOAD, AtLink, LinkTimeout, ModemBusy, ModemError, cmd_name
 from cnode.lorawan import DutyCycleError, JoinFailed, NotJoined, PayloadTooLong
 
 JOIN_RETRY_MS = const(10000)  # between two failed join requests (the E5 sends one per AT+JOIN)
@@ -26,28 +26,13 @@ _CMD_MS = const(2000)
 _BUSY = "LoRaWAN modem is busy"
 
 
-class LoRaE5:
+class LoRaE5(AtLink):
     """OTAA Class A link through a LoRa-E5. EUIs and AppKey are bytes, MSB first; they go to the modem as uppercase
     hex and nowhere else (the modem's "+KEY: APPKEY .." echo is read and dropped)."""
 
     def __init__(self, uart, clock, dev_eui, join_eui, app_key, busy_retries=4, busy_backoff_ms=500, log=None):
-        self.at = AtPort(uart, clock, log=log)
-        self.clock = clock
-        self._dev_eui = bytes(dev_eui)
-        self._join_eui = bytes(join_eui)
-        self._app_key = bytes(app_key)
-        self.busy_retries = busy_retries
-        self.busy_backoff_ms = busy_backoff_ms
-        self.joined = False
-        self.downlink = None
-        self.acked = False
-        self.rssi = 0
-        self.dr = 0
-        self._dr_ok = False
+        AtLink.__init__(self, uart, clock, dev_eui, join_eui, app_key, busy_retries, busy_backoff_ms, log)
         self._port = -1  # AT+PORT value the modem holds (-1: not known)
-        self._configured = False
-        self.busy = 0
-        self.sent = 0
 
     def _busy(self, k, back, what):
         self.busy += 1

@@ -14,7 +14,7 @@ from binascii import hexlify, unhexlify
 
 from micropython import const
 
-from cnode.atmodem import EU868_MAX_PAYLOAD, AtPort, LinkTimeout, ModemBusy, ModemError, cmd_name
+from cnode.atmodem import EU868_MAX_PAYLOAD, AtLink, LinkTimeout, ModemBusy, ModemError, cmd_name
 from cnode.lorawan import JoinFailed, NotJoined, PayloadTooLong
 
 JOIN_INTERVAL_S = const(10)  # AT+JOIN re-attempt interval (the manual's example 1:0:10:8)
@@ -24,29 +24,13 @@ _CONFIRMED_MS = const(60000)  # confirmed: up to 8 transmissions 1..3 s apart, e
 _CMD_MS = const(2000)  # an ordinary command's status line
 
 
-class RAK3172:
+class RAK3172(AtLink):
     """OTAA Class A link through a RAK3172. EUIs and AppKey are bytes, MSB first as printed on labels; they go to
     the modem as uppercase hex and nowhere else. `clock` has ticks_ms/ticks_diff/sleep_ms."""
 
     def __init__(self, uart, clock, dev_eui, join_eui, app_key, busy_retries=4, busy_backoff_ms=500, log=None):
-        self.at = AtPort(uart, clock, log=log)
-        self.clock = clock
-        self._dev_eui = bytes(dev_eui)
-        self._join_eui = bytes(join_eui)
-        self._app_key = bytes(app_key)
-        self.busy_retries = busy_retries
-        self.busy_backoff_ms = busy_backoff_ms
-        self.joined = False
-        self.downlink = None
-        self.acked = False
-        self.rssi = 0  # of the last downlink
-        self.snr = 0
-        self.dr = 0  # EU868 data rate the modem reported last
-        self._dr_ok = False
+        AtLink.__init__(self, uart, clock, dev_eui, join_eui, app_key, busy_retries, busy_backoff_ms, log)
         self._cfm = -1  # AT+CFM value the modem holds (-1: not known)
-        self._configured = False
-        self.busy = 0  # AT_BUSY_ERROR answers seen
-        self.sent = 0
 
     # --- commands --------------------------------------------------------------------------------------
     def command(self, cmd, tail=None, timeout_ms=_CMD_MS):
