@@ -7,6 +7,7 @@ from cnode.queue import Queue
 from cnode.sampler import Sampler, Slot
 from citynode.hwsim import machine
 from citynode.hwsim.clock import VirtualClock
+from citynode.hwsim.counting_queue import CountingQueue
 from citynode.hwsim.flashfs import FlashFS
 from citynode.hwsim.twin_atmodem import LoRaE5Twin, RAK3172Twin
 
@@ -49,34 +50,12 @@ class Climate:
         self.values[1] = 400 + (self.n * 37) % 300  # 0.1 %RH
 
 
-class RecQueue:
-    """The node's flash queue, noting the time of every record whose push() returned."""
-
-    def __init__(self, q):
-        self.q = q
-        self.times = []
-
-    def push(self, rec):
-        seq = self.q.push(rec)
-        self.times.append(rec[0] | (rec[1] << 8) | (rec[2] << 16) | (rec[3] << 24))
-        return seq
-
-    def peek(self):
-        return self.q.peek()
-
-    def peek_next(self):
-        return self.q.peek_next()
-
-    def ack(self, seq):
-        return self.q.ack(seq)
-
-    @property
-    def depth(self):
-        return self.q.depth
-
-    @property
-    def dropped(self):
-        return self.q.dropped
+def _counting(q):
+    """The queue, with the times of the samples it stored in .times."""
+    times = []
+    cq = CountingQueue(q, times.append)
+    cq.times = times
+    return cq
 
 
 class RecLink:
@@ -119,7 +98,7 @@ class Day:
     def __init__(self, kind, dr=5, confirmed=False):
         self.clock, self.uart, self.twin, link = modem(kind, dr)
         self.link = RecLink(link)
-        self.queue = RecQueue(Queue(FlashFS(), "/q"))
+        self.queue = _counting(Queue(FlashFS(), "/q"))
         self.sampler = Sampler([Slot(Climate(self.clock))], self.clock)
         self.commands = []
         self.log = []

@@ -16,6 +16,7 @@ from cnode.queue import Queue
 from cnode.sampler import Sampler, Slot
 
 from ..hwsim import machine as hw
+from ..hwsim.counting_queue import CountingQueue
 from ..hwsim.flashfs import FlashFS, PowerLoss
 from ..hwsim.twin_adc import BatteryTwin, discharge
 from ..hwsim.twin_bme280 import BME280Twin, diurnal
@@ -106,7 +107,7 @@ class NodeWorld:
         if self.counter is not None:
             slots.append(Slot(PulseCounter(self.count_pin, c, channel=self.counter[0], dead_ms=2000)))
         sampler = Sampler(slots, c, extra=STATUS)
-        queue = _CountingQueue(Queue(self.fs, "/q", seg_bytes=4096, max_segs=16), self)
+        queue = CountingQueue(Queue(self.fs, "/q", seg_bytes=4096, max_segs=16), self.measured.append)
         modem = FleetModem(self.air, c, self.name)
         mac = Mac(modem, c, self.nvs, self.dev_eui, bytes(8), self.app_key,
                   rand=lambda n: self.rng.randrange(n) if n > 0 else 0)
@@ -140,33 +141,3 @@ class NodeWorld:
                 self.reset_cause = hw.PWRON_RESET
                 self.node = None
                 c.sleep_ms(self.rng.uniform(500, 5000))
-
-
-class _CountingQueue:
-    """The node's flash queue, with the harness noting every sample whose push() returned."""
-
-    def __init__(self, q: Queue, world: NodeWorld):
-        self.q = q
-        self.world = world
-
-    def push(self, rec):
-        seq = self.q.push(rec)
-        self.world.measured.append(int.from_bytes(bytes(rec[0:4]), "little"))
-        return seq
-
-    def peek(self):
-        return self.q.peek()
-
-    def peek_next(self):
-        return self.q.peek_next()
-
-    def ack(self, seq):
-        return self.q.ack(seq)
-
-    @property
-    def depth(self):
-        return self.q.depth
-
-    @property
-    def dropped(self):
-        return self.q.dropped

@@ -19,6 +19,7 @@ from cnode.nvsfile import NVS
 from cnode.nvstore import NvsStore
 from cnode.queue import Queue
 from cnode.sampler import Sampler, Slot
+from citynode.hwsim.counting_queue import CountingQueue
 
 _now = [0]
 _inp = sys.stdin
@@ -158,31 +159,8 @@ class Rtc:
         call("MS " + hexlify(bytes(data)).decode())
 
 
-class CountingQueue:
-    def __init__(self, q):
-        self.q = q
-
-    def push(self, rec):
-        seq = self.q.push(rec)
-        call("P %d" % (rec[0] | (rec[1] << 8) | (rec[2] << 16) | (rec[3] << 24)))
-        return seq
-
-    def peek(self):
-        return self.q.peek()
-
-    def peek_next(self):
-        return self.q.peek_next()
-
-    def ack(self, seq):
-        self.q.ack(seq)
-
-    @property
-    def depth(self):
-        return self.q.depth
-
-    @property
-    def dropped(self):
-        return self.q.dropped
+def _pushed(t):
+    call("P %d" % t)
 
 
 def log(msg):
@@ -217,7 +195,7 @@ def main():
         sampler = Sampler([Slot(SDS011(uart, clock), warmup_ms=SDS011.warmup_ms), Slot(BME280(i2c, clock)),
                            Slot(Battery(adc, 100000, 100000))], clock,
                           extra=("reboot_reason", "fw_version", "queue_depth", "dropped"))
-        queue = CountingQueue(Queue(osfs, "q", seg_bytes=4096, max_segs=16))
+        queue = CountingQueue(Queue(osfs, "q", seg_bytes=4096, max_segs=16), _pushed)
         mac = Mac(Modem(), clock, store, dev_eui, bytes(8), app_key, rand=rand)
         node = Node(clock, sampler, queue, mac, interval_s=interval, rtc=rtc, reboot_reason=reason, log=log)
         ms = node.cycle()
