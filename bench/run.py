@@ -123,6 +123,42 @@ def fmt(x):
     return f"{x:,.2f}" if isinstance(x, float) else str(x)
 
 
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.2f}" if abs(v) < 1e6 else f"{v:,.0f}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, separators=(",", ":"))[:80]
+    return str(v)
+
+
+def _tables(r: dict) -> list[str]:
+    """A benchmark's JSON as markdown: lists of records become tables, the rest a key/value table."""
+    out: list[str] = []
+    flat: list[tuple[str, object]] = []
+
+    def walk(prefix, v):
+        if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            keys: list[str] = []
+            for x in v:
+                for k in x:
+                    if k not in keys and not isinstance(x[k], (dict, list)):
+                        keys.append(k)
+            out.extend([f"{prefix}:", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)])
+            for x in v:
+                out.append("| " + " | ".join(_cell(x.get(k, "")) for k in keys) + " |")
+            out.append("")
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else k, x)
+        else:
+            flat.append((prefix, v))
+
+    walk("", r)
+    if flat:
+        out = ["| figure | value |", "|---|---:|"] + [f"| {k} | {_cell(v)} |" for k, v in flat] + [""] + out
+    return out
+
+
 def write_readme(res: dict) -> None:
     p = res["payload"]
     o = p["citynode"]
@@ -162,7 +198,7 @@ def write_readme(res: dict) -> None:
     for name, r in res.get("others", {}).items():
         if r is None:
             continue
-        lines += [f"## {name}", "", "```", json.dumps(r, indent=1)[:6000], "```", ""]
+        lines += [f"## {name}", ""] + _tables(r) + [""]
     (ROOT / "bench" / "README.md").write_text("\n".join(lines))
 
 
@@ -170,7 +206,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller runs of the slow benchmarks")
     ap.add_argument("--only-payload", action="store_true")
+    ap.add_argument("--readme-only", action="store_true", help="rewrite bench/README.md from results.json")
     args = ap.parse_args()
+    if args.readme_only:
+        write_readme(json.loads((ROOT / "bench" / "results.json").read_text()))
+        return 0
     if not DATA.is_dir():
         print(f"bench needs the recorded data at {DATA}", file=sys.stderr)
         return 1
