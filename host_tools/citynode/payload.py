@@ -218,15 +218,19 @@ _HUMID_LIMIT = HUMID_PM / 10  # %RH
 
 def _derive_humid(smp: Sample) -> None:
     """The 'humid' flag is never sent: a PM reading in a sample whose humidity is above the limit gets it."""
-    rh = smp.values.get("humidity")
+    values = smp.values
+    rh = values.get("humidity")
     if rh is None or rh <= _HUMID_LIMIT:
         return
+    flags = smp.flags
     for name in _PM:
-        if smp.values.get(name) is not None:
-            have = smp.flags.get(name, [])
-            if "humid" not in have:
+        if values.get(name) is not None:
+            have = flags.get(name)
+            if not have:
+                flags[name] = ["humid"]
+            elif "humid" not in have:
                 known = [n for n in FLAG_NAMES if n in have or n == "humid"]
-                smp.flags[name] = known + [n for n in have if n not in FLAG_NAMES]
+                flags[name] = known + [n for n in have if n not in FLAG_NAMES]
 
 
 # --- encoding through the firmware encoder ------------------------------------------------------------
