@@ -134,7 +134,8 @@ class Hardware:
             except (SensorError, OSError) as e:
                 drv = Absent(name, make, e)
             warm = getattr(drv, "warmup_ms", 0) or getattr(_driver_class(name)[1], "warmup_ms", 0)
-            out.append(Slot(drv, every=s.get("every", 1), warmup_ms=warm))
+            out.append(Slot(drv, every=s.get("every", 1), warmup_ms=warm, reads=s.get("reads", 1),
+                            spacing_ms=s.get("spacing_ms", 1000)))
         b = self.board.get("battery")
         if b and "adc" in b:  # (a PMIC-measured battery, as on the T-Beam, has no driver yet)
             en = b.get("enable")

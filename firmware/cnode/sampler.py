@@ -11,16 +11,39 @@ STUCK_AFTER = const(36)  # identical readings in a row (3 h at 5 min) before a v
 _VARYING = ("temperature", "humidity", "pressure", "co2")
 
 
-class Slot:
-    """One sensor as the sampler schedules it."""
+_MEAN = const(0)
+_MAX = const(1)
+_SUM = const(2)
+_COUNTS = ("pedestrians", "bikes", "vehicles")
 
-    def __init__(self, driver, every=1, warmup_ms=0):
+
+def _kind(name):
+    """How readings of a channel combine over a window: counts add up, maxima take the max, the rest average."""
+    if name in _COUNTS:
+        return _SUM
+    if name.endswith("_lamax"):
+        return _MAX
+    return _MEAN
+
+
+class Slot:
+    """One sensor as the sampler schedules it: every n-th cycle, after a warm-up, `reads` readings spacing_ms
+    apart combined into one value per channel (mean; max for maxima; sum for counts)."""
+
+    def __init__(self, driver, every=1, warmup_ms=0, reads=1, spacing_ms=1000):
         self.driver = driver
         self.every = every  # read on every n-th cycle
         self.warmup_ms = warmup_ms  # wake this long before reading (e.g. SDS011 fan: 30 s)
+        self.reads = reads
+        self.spacing_ms = spacing_ms
         self.idx = []  # sample slot of each of the driver's channels
         self.errors = 0
         self.last_error = ""
+        n = len(driver.channels)
+        self.agg = [None] * n  # the window's combined values
+        self._acc = [0] * n
+        self._cnt = [0] * n
+        self._kind = [_kind(c) for c in driver.channels]
 
 
 class Sampler:
@@ -52,6 +75,7 @@ class Sampler:
         n = len(rows)
         self.vals = [None] * n
         self.flags = [0] * n
+        self._fail = [0] * n  # flags of sensors that failed this cycle, per channel
         self.same = [0] * n  # identical readings in a row
         self.prev = [None] * n
         self.cycle_no = 0
@@ -84,23 +108,27 @@ class Sampler:
         """Read every due sensor once. Fills self.vals/self.flags; returns the number of sensors that failed."""
         vals = self.vals
         flags = self.flags
+        fail = self._fail
         for i in range(len(vals)):
             vals[i] = None
             flags[i] = 0
+            fail[i] = 0
         failed = 0
         for s in self.slots:
             if not self.due(s):
                 continue
             d = s.driver
             try:
-                d.read()
+                src, partial = self._acquire(s)
                 df = getattr(d, "flags", 0)  # a driver's own flags (overflow, saturation) for its channels
+                if partial:
+                    df |= F_COMM  # some readings of the window failed; the value comes from the others
                 for j in range(len(s.idx)):
                     k = s.idx[j]
                     if vals[k] is not None:
                         continue  # two sensors measure this channel: the first one that answered counts
-                    vals[k] = d.values[j]
-                    if d.values[j] is None:
+                    vals[k] = src[j]
+                    if src[j] is None:
                         flags[k] |= F_MISSING
                     if df:
                         flags[k] |= df
@@ -112,30 +140,80 @@ class Sampler:
                 s.errors += 1
                 s.last_error = str(e)
                 for j in s.idx:
-                    flags[j] |= F_COMM | F_MISSING
+                    fail[j] |= F_COMM | F_MISSING
             except SensorError as e:
                 failed += 1
                 s.errors += 1
                 s.last_error = str(e)
                 for j in s.idx:
-                    flags[j] |= F_MISSING
+                    fail[j] |= F_MISSING
             except OSError as e:  # a bus error the driver did not classify: still only this sensor
                 failed += 1
                 s.errors += 1
                 s.last_error = "OSError %s" % (e,)
                 for j in s.idx:
-                    flags[j] |= F_MISSING
+                    fail[j] |= F_MISSING
             if s.warmup_ms and hasattr(d, "sleep"):
                 try:
                     d.sleep()
                 except SensorError:
                     pass
         for i in range(len(vals)):
-            if vals[i] is not None:  # another sensor gave this channel: not missing after all
-                flags[i] &= ~(F_MISSING | F_COMM)
+            if vals[i] is None:  # (when another sensor gave this channel, the failure does not show)
+                flags[i] |= fail[i]
         self._quality()
         self.cycle_no += 1
         return failed
+
+    def _acquire(self, s):
+        """Read the slot's sensor over its window. Returns (values, some reads failed); raises the last error
+        when every read failed."""
+        d = s.driver
+        if s.reads <= 1:
+            d.read()
+            return d.values, False
+        acc = s._acc
+        cnt = s._cnt
+        kind = s._kind
+        n = len(acc)
+        for j in range(n):
+            acc[j] = 0
+            cnt[j] = 0
+        bad = 0
+        err = None
+        for r in range(s.reads):
+            if r:
+                self.clock.sleep_ms(s.spacing_ms)
+            try:
+                d.read()
+            except (SensorError, OSError) as e:
+                bad += 1
+                err = e
+                continue
+            for j in range(n):
+                v = d.values[j]
+                if v is None:
+                    continue
+                if cnt[j] == 0:
+                    acc[j] = v
+                elif kind[j] == _MAX:
+                    if v > acc[j]:
+                        acc[j] = v
+                else:
+                    acc[j] += v
+                cnt[j] += 1
+        if err is not None and bad == s.reads:
+            raise err
+        for j in range(n):
+            c = cnt[j]
+            if c == 0:
+                s.agg[j] = None
+            elif kind[j] == _MEAN:
+                a = acc[j]
+                s.agg[j] = (2 * a + c) // (2 * c) if a >= 0 else -((-2 * a + c) // (2 * c))  # nearest integer
+            else:
+                s.agg[j] = acc[j]
+        return s.agg, bad > 0
 
     def _quality(self):
         vals = self.vals

@@ -113,3 +113,29 @@ def test_driver_flags_reach_its_channels():
     s.sample()
     assert s.flags[0] & F_OUT_OF_RANGE and s.flags[1] & F_OUT_OF_RANGE
     assert s.flags[2] == 0
+
+
+def test_window_of_readings_is_averaged_maxed_or_summed():
+    noise = FakeDriver(("noise_laeq", "noise_lamax"), [[600, 700], [620, 810], [641, 750]])
+    count = FakeDriver(("bikes",), [[3], [0], [5]])
+    temp = FakeDriver(("temperature",), [[-101], [-102], [-104]])
+    clock = VirtualClock()
+    s = Sampler([Slot(noise, reads=3, spacing_ms=20000), Slot(count, reads=3), Slot(temp, reads=3)], clock)
+    t0 = clock.ticks_ms()
+    assert s.sample() == 0
+    assert s.vals[s.index("noise_laeq")] == 620  # (600 + 620 + 641) / 3 = 620.3
+    assert s.vals[s.index("noise_lamax")] == 810
+    assert s.vals[s.index("bikes")] == 8
+    assert s.vals[s.index("temperature")] == -102  # -102.33, to the nearest step
+    assert clock.ticks_diff(clock.ticks_ms(), t0) == 2 * 20000 + 2 * 1000 + 2 * 1000  # spaced over the windows
+
+
+def test_window_with_some_failed_readings_flags_comm_and_keeps_the_rest():
+    d = FakeDriver(("co2",), [[500], CRCError("x"), [520]])
+    s = Sampler([Slot(d, reads=3, spacing_ms=10)], VirtualClock())
+    assert s.sample() == 0
+    assert s.vals[0] == 510 and s.flags[0] == F_COMM
+    d2 = FakeDriver(("co2",), [SensorTimeout("a"), SensorTimeout("b"), SensorTimeout("c")])
+    s2 = Sampler([Slot(d2, reads=3, spacing_ms=10)], VirtualClock())
+    assert s2.sample() == 1
+    assert s2.vals[0] is None and s2.flags[0] == F_MISSING
