@@ -106,13 +106,14 @@ def run_other(script: str, quick: bool) -> dict | None:
         args = [sys.executable, str(path)] + (["--quick"] if quick else [])
         proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=3600)
     out = None
-    for ln in reversed(proc.stdout.strip().splitlines()):
-        if ln.startswith("{"):
-            try:
-                out = json.loads(ln)
-                break
-            except ValueError:
-                continue
+    text = proc.stdout.strip()
+    starts = [i for i in range(len(text)) if text[i] == "{" and (i == 0 or text[i - 1] == "\n")]
+    for i in reversed(starts):  # the last JSON object printed, on one line or several
+        try:
+            out = json.loads(text[i:])
+            break
+        except ValueError:
+            continue
     if proc.returncode != 0 or out is None:
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1], "rc": proc.returncode}
     out["_wall_s"] = round(time.perf_counter() - t0, 1)
@@ -207,9 +208,15 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smaller runs of the slow benchmarks")
     ap.add_argument("--only-payload", action="store_true")
     ap.add_argument("--readme-only", action="store_true", help="rewrite bench/README.md from results.json")
+    ap.add_argument("--only", nargs="+", metavar="SCRIPT", help="run just these benchmarks (e.g. flash_bench.py)")
     args = ap.parse_args()
-    if args.readme_only:
-        write_readme(json.loads((ROOT / "bench" / "results.json").read_text()))
+    if args.readme_only or args.only:
+        res = json.loads((ROOT / "bench" / "results.json").read_text())
+        for script in args.only or ():
+            res["others"][script] = run_other(script, args.quick)
+            print(script, json.dumps(res["others"][script])[:400])
+        (ROOT / "bench" / "results.json").write_text(json.dumps(res, indent=1) + "\n")
+        write_readme(res)
         return 0
     if not DATA.is_dir():
         print(f"bench needs the recorded data at {DATA}", file=sys.stderr)
