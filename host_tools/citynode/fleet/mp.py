@@ -31,6 +31,7 @@ class MpNode:
         self.requests = 0
         self.exit_error = ""
         self.log: list = []  # the node's last log lines (virtual ms, text)
+        self.deep_sleep_ms = None
 
     def run(self, task) -> None:
         c = self.sim.clock
@@ -39,6 +40,7 @@ class MpNode:
         reason = 1
         while True:
             w.boots += 1
+            self.deep_sleep_ms = None
             proc = subprocess.Popen(
                 [micropython_exe(), "-X", f"heapsize={self.heap}", "-c", "import cn_node_main"],
                 cwd=self.folder, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -49,6 +51,10 @@ class MpNode:
                 if proc.poll() is None:
                     proc.kill()
                 proc.wait()
+            if self.deep_sleep_ms is not None:  # woke from deep sleep: RTC memory kept
+                reason = 4
+                c.sleep_ms(self.deep_sleep_ms)
+                continue
             w.power_cuts += 1
             w.rtc_mem = b""
             reason = 1
@@ -60,6 +66,8 @@ class MpNode:
         rd, wr = proc.stdout, proc.stdin
         while True:
             line = rd.readline()
+            if not line and self.deep_sleep_ms is not None:
+                return  # the node went to deep sleep
             if not line:
                 err = proc.stderr.read()
                 raise RuntimeError(f"{w.name}: MicroPython node exited: {err.strip()[-400:]}")
@@ -131,7 +139,11 @@ class MpNode:
                 del self.log[:-50]
                 return "OK"
             if op == "HELLO":
-                return f"{self.sim.sched.start_s} {reason} {w.dev_eui.hex()} {w.app_key.hex()} {w.interval_s}"
+                return (f"{self.sim.sched.start_s} {reason} {w.dev_eui.hex()} {w.app_key.hex()} {w.interval_s} "
+                        f"{1 if w.deep_sleep else 0}")
+            if op == "D":  # deep sleep: the process ends; wake it as a new one after the sleep
+                self.deep_sleep_ms = int(a[1])
+                return "OK"
         except OSError as e:
             return f"E {e.args[0] if e.args else 5}"
         raise RuntimeError(f"{w.name}: unknown request {a!r}")

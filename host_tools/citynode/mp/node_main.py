@@ -174,6 +174,7 @@ def main():
     dev_eui = unhexlify(parts[2])
     app_key = unhexlify(parts[3])
     interval = int(parts[4])
+    one_boot = parts[5] == "1"  # deep sleep as on a board: this process ends, the next boot is a new one
     clock = Clock()
     i2c = I2C()
     uart = UART()
@@ -199,10 +200,13 @@ def main():
         mac = Mac(Modem(), clock, store, dev_eui, bytes(8), app_key, rand=rand)
         node = Node(clock, sampler, queue, mac, interval_s=interval, rtc=rtc, reboot_reason=reason, log=log)
         ms = node.cycle()
-        node = mac = queue = sampler = None  # deep sleep: nothing in RAM survives
-        gc.collect()
         call("H %d %d" % (gc.mem_alloc(), gc.mem_free()))
-        clock.sleep_ms(ms)  # deep sleep: RAM is rebuilt at the next boot, RTC memory and flash kept
+        node = mac = queue = sampler = None  # deep sleep: nothing in RAM survives
+        if one_boot:
+            call("D %d" % ms)  # the simulator sleeps, then starts a new process: a fresh heap, as on a board
+            return
+        gc.collect()
+        clock.sleep_ms(ms)  # RAM is rebuilt at the next boot, RTC memory and flash kept
         reason = 4
 
 
