@@ -46,7 +46,7 @@ def main() -> int:
     # smallest heap (64-bit unix port) in which one node runs a week; a failure shows as a non-zero exit
     week = "1" if a.quick else "7"
     smallest = None
-    for kb in (128, 136, 144, 152, 160, 176, 192, 224, 256):
+    for kb in (128, 132, 136, 140, 144, 152, 160, 176, 192, 224, 256):
         try:
             t, _ = simulate("--runtime", "micropython", "--deep-sleep", "--nodes", "1", "--days", week, "--heap",
                             f"{kb}K")

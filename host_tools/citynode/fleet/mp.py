@@ -134,6 +134,18 @@ class MpNode:
             if op == "H":
                 self.heap_peak = max(self.heap_peak, int(a[1]))
                 return "OK"
+            if op == "NG":
+                v = w.nvs.d.get(a[1])
+                return "" if v is None or isinstance(v, bytes) else str(v)
+            if op == "NS":
+                w.nvs.set_int(a[1], int(a[2]))
+                return "OK"
+            if op == "NB":
+                v = w.nvs.get_blob(a[1])
+                return v.hex() if v else ""
+            if op == "NW":
+                w.nvs.set_blob(a[1], bytes.fromhex(a[2]) if len(a) > 2 else b"")
+                return "OK"
             if op == "L":
                 self.log.append((c.task.now // 1000, " ".join(a[1:])))
                 del self.log[:-50]

@@ -15,8 +15,6 @@ from cnode.drivers.battery import Battery
 from cnode.drivers.bme280 import BME280
 from cnode.drivers.sds011 import SDS011
 from cnode.lorawan.mac import Mac
-from cnode.nvsfile import NVS
-from cnode.nvstore import NvsStore
 from cnode.queue import Queue
 from cnode.sampler import Sampler, Slot
 from citynode.hwsim.counting_queue import CountingQueue
@@ -151,6 +149,27 @@ class RxPacket(bytearray):
         self.valid_crc = True
 
 
+class Store:
+    """The MAC's NVS namespace, kept by the simulator (flash that outlives the process)."""
+
+    def get_int(self, key, default=0):
+        r = call("NG " + key)
+        return int(r) if r else default
+
+    def set_int(self, key, value):
+        call("NS %s %d" % (key, value))
+
+    def get_blob(self, key):
+        r = call("NB " + key)
+        return unhexlify(r) if r else None
+
+    def set_blob(self, key, data):
+        call("NW %s %s" % (key, hexlify(bytes(data)).decode()))
+
+    def commit(self):
+        pass
+
+
 class Rtc:
     def memory(self, data=None):
         if data is None:
@@ -180,7 +199,7 @@ def main():
     uart = UART()
     adc = ADC()
     rtc = Rtc()
-    store = NvsStore(NVS("cn_mac"))
+    store = Store()
     try:
         osfs.mkdir("q")
     except OSError:
@@ -198,6 +217,7 @@ def main():
                           extra=("reboot_reason", "fw_version", "queue_depth", "dropped"))
         queue = CountingQueue(Queue(osfs, "q", seg_bytes=4096, max_segs=16), _pushed)
         mac = Mac(Modem(), clock, store, dev_eui, bytes(8), app_key, rand=rand)
+        gc.collect()  # what building the MAC left behind, before the node's long-lived buffers
         node = Node(clock, sampler, queue, mac, interval_s=interval, rtc=rtc, reboot_reason=reason, log=log)
         ms = node.cycle()
         call("H %d %d" % (gc.mem_alloc(), gc.mem_free()))
