@@ -103,7 +103,8 @@ class NodeWorld:
         self.boots += 1
         c = self.clock
         sds = SDS011(self.uart, c)
-        slots = [Slot(sds, warmup_ms=SDS011.warmup_ms), Slot(BME280(self.i2c, c)), Slot(Battery(self.adc, R1, R2))]
+        slots = [Slot(sds, warmup_ms=SDS011.warmup_ms), Slot(BME280(self.i2c, c)),
+                 Slot(Battery(self.adc, R1, R2, samples=4))]  # 4 ADC readings averaged on the simulated board
         if self.counter is not None:
             slots.append(Slot(PulseCounter(self.count_pin, c, channel=self.counter[0], dead_ms=2000)))
         sampler = Sampler(slots, c, extra=STATUS)

@@ -220,7 +220,8 @@ def main():
         gc.collect()  # what building the MAC left behind, before the node's long-lived buffers
         node = Node(clock, sampler, queue, mac, interval_s=interval, rtc=rtc, reboot_reason=reason, log=log)
         ms = node.cycle()
-        call("H %d %d" % (gc.mem_alloc(), gc.mem_free()))
+        gc.collect()
+        call("H %d %d" % (gc.mem_alloc(), gc.mem_free()))  # live heap with the node's objects
         node = mac = queue = sampler = None  # deep sleep: nothing in RAM survives
         if one_boot:
             call("D %d" % ms)  # the simulator sleeps, then starts a new process: a fresh heap, as on a board
