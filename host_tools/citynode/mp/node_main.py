@@ -216,9 +216,10 @@ def main():
                            Slot(Battery(adc, 100000, 100000))], clock,
                           extra=("reboot_reason", "fw_version", "queue_depth", "dropped"))
         queue = CountingQueue(Queue(osfs, "q", seg_bytes=4096, max_segs=16), _pushed)
+        # the node's long-lived buffers first, while the heap is still in one piece; then the MAC
+        node = Node(clock, sampler, queue, None, interval_s=interval, rtc=rtc, reboot_reason=reason, log=log)
         mac = Mac(Modem(), clock, store, dev_eui, bytes(8), app_key, rand=rand)
-        gc.collect()  # what building the MAC left behind, before the node's long-lived buffers
-        node = Node(clock, sampler, queue, mac, interval_s=interval, rtc=rtc, reboot_reason=reason, log=log)
+        node.link = mac
         ms = node.cycle()
         gc.collect()
         call("H %d %d" % (gc.mem_alloc(), gc.mem_free()))  # live heap with the node's objects
