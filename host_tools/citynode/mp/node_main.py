@@ -17,7 +17,7 @@ from cnode.drivers.sds011 import SDS011
 from cnode.lorawan.mac import Mac
 from cnode.queue import Queue
 from cnode.sampler import Sampler, Slot
-from citynode.hwsim.counting_queue import CountingQueue
+from cn_counting_queue import CountingQueue  # citynode/hwsim/counting_queue.py, compiled beside this
 
 _now = [0]
 _inp = sys.stdin
@@ -216,10 +216,8 @@ def main():
                            Slot(Battery(adc, 100000, 100000))], clock,
                           extra=("reboot_reason", "fw_version", "queue_depth", "dropped"))
         queue = CountingQueue(Queue(osfs, "q", seg_bytes=4096, max_segs=16), _pushed)
-        # the node's long-lived buffers first, while the heap is still in one piece; then the MAC
-        node = Node(clock, sampler, queue, None, interval_s=interval, rtc=rtc, reboot_reason=reason, log=log)
         mac = Mac(Modem(), clock, store, dev_eui, bytes(8), app_key, rand=rand)
-        node.link = mac
+        node = Node(clock, sampler, queue, mac, interval_s=interval, rtc=rtc, reboot_reason=reason, log=log)
         ms = node.cycle()
         gc.collect()
         call("H %d %d" % (gc.mem_alloc(), gc.mem_free()))  # live heap with the node's objects
