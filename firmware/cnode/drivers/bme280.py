@@ -11,6 +11,7 @@
 # bit-identical to the datasheet's int32/int64 arithmetic (tests compare against a plain big-int version).
 from micropython import const
 
+from cnode.drivers.i2creg import I2CReg
 from cnode.drivers.errors import FrameError, SensorAbsent, SensorStuck, SensorTimeout
 
 ADDR = const(0x76)  # SDO to GND; 0x77 with SDO to VDDIO
@@ -31,7 +32,6 @@ _MODE_FORCED = const(0x01)
 _STARTUP_MS = const(2)  # datasheet 1 (Table 1): start-up time 2 ms
 _NVM_MAX_MS = const(10)  # our bound on the NVM copy after reset (im_update)
 _MARGIN_MS = const(2)
-_ETIMEDOUT = const(116)
 
 # calibration list indexes
 _T1 = const(0)
@@ -172,7 +172,7 @@ def humidity_q10(cal, adc_h, tf):
     return h
 
 
-class BME280:
+class BME280(I2CReg):
     """channels temperature (0.01 degC), humidity (0.1 %RH), pressure (1 Pa); one forced measurement per read().
 
     osrs: oversampling code for all three (1 = x1 .. 5 = x16, datasheet 5.4.3/5.4.5). stuck_reads: raise
@@ -181,19 +181,19 @@ class BME280:
     else by the 32-bit one (allocates nothing; within about 3 Pa of the 64-bit result).
     """
 
+    _name = "BME280"
+
     def __init__(self, i2c, clock, addr=ADDR, osrs=1, stuck_reads=20, p64=True):
         self.channels = ("temperature", "humidity", "pressure")
         self.values = [None, None, None]  # type: list
-        self._i2c = i2c
+        I2CReg.__init__(self, i2c, addr)
         self._clock = clock
-        self.addr = addr
         self._osrs = osrs
         self._p64 = p64
         n = 1 << (osrs - 1)
         # datasheet 9.1: t_max = 1.25 + 2.3*T + (2.3*P + 0.575) + (2.3*H + 0.575) ms; typ with 1, 2, 0.5
         self.typ_ms = (1000 + 2000 * n + 2 * (2000 * n + 500) + 999) // 1000
         self.max_ms = (1250 + 2300 * n + 2 * (2300 * n + 575) + 999) // 1000 + _MARGIN_MS
-        self._b1 = bytearray(1)
         self._data = bytearray(8)
         self._last = bytearray(8)
         self._same = 0
@@ -202,25 +202,6 @@ class BME280:
         self.raw = [0, 0, 0]  # adc_T, adc_P, adc_H of the last read
         self.t_fine = 0
         self.init()
-
-    def _bus(self, e):
-        if e.args and e.args[0] == _ETIMEDOUT:
-            return SensorTimeout("BME280: I2C bus timeout")
-        return SensorAbsent("BME280: no ACK at 0x%02x" % self.addr)
-
-    def _write(self, reg, val):
-        b = self._b1
-        b[0] = val
-        try:
-            self._i2c.writeto_mem(self.addr, reg, b)
-        except OSError as e:
-            raise self._bus(e)
-
-    def _read(self, reg, buf):
-        try:
-            self._i2c.readfrom_mem_into(self.addr, reg, buf)
-        except OSError as e:
-            raise self._bus(e)
 
     def _status(self):
         self._read(_REG_STATUS, self._b1)

@@ -23,3 +23,13 @@ class FrameError(SensorError):
 
 class SensorStuck(SensorError):
     """The device keeps reporting the same raw value where it should vary (stuck value detection)."""
+
+
+_ETIMEDOUT = 116  # errno of a stuck I2C bus on the ESP32 port (a missing device is ENODEV, 19)
+
+
+def bus_error(e, name, addr):
+    """The driver error for an OSError of the I2C bus: ETIMEDOUT is a stuck bus, anything else no ACK."""
+    if e.args and e.args[0] == _ETIMEDOUT:
+        return SensorTimeout("%s: I2C bus timeout" % name)
+    return SensorAbsent("%s: no ACK at 0x%02x" % (name, addr))

@@ -13,6 +13,7 @@
 from micropython import const
 
 from cnode.channels import F_OUT_OF_RANGE
+from cnode.drivers.i2creg import I2CReg
 from cnode.drivers.errors import FrameError, SensorAbsent, SensorStuck, SensorTimeout
 
 ADDR = const(0x0D)
@@ -33,7 +34,6 @@ RNG_2G = const(0x00)  # RNG[5:4]: 00 2 G, 01 8 G
 RNG_8G = const(0x10)
 OSR_512 = const(0x00)  # OSR[7:6]: 00 512 (lowest noise)
 CTRL2_SOFT_RST = const(0x80)
-_ETIMEDOUT = const(116)
 _CLAMP = const(16383)  # deviation components clamped so the sum of squares stays a small int (< 2**30)
 
 
@@ -55,16 +55,17 @@ def _isqrt(n):
     return x
 
 
-class QMC5883L:
+class QMC5883L(I2CReg):
+    _name = "QMC5883L"
+
     def __init__(self, i2c, clock, addr=ADDR, ctrl1=OSR_512 | RNG_2G | ODR_10HZ | MODE_CONT,
                  enter_lsb=600, leave_lsb=300, dwell_ms=3000, ema_shift=6, drdy_timeout_ms=250, stuck_reads=20):
         if leave_lsb >= enter_lsb:
             raise ValueError("leave_lsb must be below enter_lsb")
         self.channels = ("parked", "vehicles")
         self.values = [None, None]  # type: list
-        self._i2c = i2c
+        I2CReg.__init__(self, i2c, addr)
         self._clock = clock
-        self.addr = addr
         self._ctrl1 = ctrl1
         self.enter = enter_lsb
         self.leave = leave_lsb
@@ -73,7 +74,6 @@ class QMC5883L:
         self._timeout = drdy_timeout_ms
         self._stuck_n = stuck_reads
         self._buf = bytearray(6)
-        self._b1 = bytearray(1)
         self.raw = [0, 0, 0]  # last X, Y, Z in LSB
         self._acc = [0, 0, 0]  # baseline << ema_shift
         self._have_base = False
@@ -87,27 +87,6 @@ class QMC5883L:
         self._same = 0
         self._need_init = True
         self.init()
-
-    # --- bus -------------------------------------------------------------------------------------
-    def _bus(self, e):
-        self._need_init = True
-        if e.args and e.args[0] == _ETIMEDOUT:
-            return SensorTimeout("QMC5883L: I2C bus timeout")
-        return SensorAbsent("QMC5883L: no ACK at 0x%02x" % self.addr)
-
-    def _write(self, reg, val):
-        b = self._b1
-        b[0] = val
-        try:
-            self._i2c.writeto_mem(self.addr, reg, b)
-        except OSError as e:
-            raise self._bus(e)
-
-    def _read(self, reg, buf):
-        try:
-            self._i2c.readfrom_mem_into(self.addr, reg, buf)
-        except OSError as e:
-            raise self._bus(e)
 
     def init(self):
         """Check the chip id, soft-reset and start continuous measurement (datasheet 9.2.4, 9.2.5)."""

@@ -6,12 +6,11 @@
 # init 0xFF, no reflection, final XOR 0x00; check value CRC(0xBEEF) = 0x92).
 from micropython import const
 
-from cnode.drivers.errors import CRCError, SensorAbsent, SensorTimeout
+from cnode.drivers.errors import CRCError, SensorAbsent, SensorTimeout, bus_error
 
 _POLY = const(0x31)
 _INIT = const(0xFF)
 _ENODEV = const(19)
-_ETIMEDOUT = const(116)
 MAX_WORDS = const(9)  # longest reply read by our drivers (DNMS version string: 9 words)
 
 
@@ -52,13 +51,6 @@ def unpack_word(buf, off):
     if crc8(buf, off, off + 2) != buf[off + 2]:
         raise CRCError("Sensirion CRC mismatch in word %d" % (off // 3))
     return (buf[off] << 8) | buf[off + 1]
-
-
-def bus_error(e, name, addr):
-    """Map an OSError of the I2C bus to the driver error (ETIMEDOUT: stuck bus; else no ACK)."""
-    if e.args and e.args[0] == _ETIMEDOUT:
-        return SensorTimeout("%s: I2C bus timeout" % name)
-    return SensorAbsent("%s: no ACK at 0x%02x" % (name, addr))
 
 
 def is_nack(e):

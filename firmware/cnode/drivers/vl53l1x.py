@@ -11,6 +11,7 @@
 # AVDD, a board choice the ULD comments allow) and at 0x5F (0xDB); we keep the ULD values.
 from micropython import const
 
+from cnode.drivers.i2creg import I2CReg
 from cnode.drivers.errors import FrameError, SensorAbsent, SensorTimeout
 
 ADDR = const(0x29)
@@ -27,7 +28,6 @@ _REG_RESULT__FINAL_RANGE_MM_SD0 = const(0x0096)
 _REG_FIRMWARE__SYSTEM_STATUS = const(0x00E5)
 _REG_IDENTIFICATION__MODEL_ID = const(0x010F)
 MODEL_ID = const(0xEACC)
-_ETIMEDOUT = const(116)
 
 # ULD VL51L1X_DEFAULT_CONFIGURATION, registers 0x2D..0x87 in order
 DEFAULT_CONFIG = bytes((
@@ -43,16 +43,17 @@ _STATUS_RTN = bytes((255, 255, 255, 5, 2, 4, 1, 7, 3, 0, 255, 255, 9, 13, 255, 2
                      255, 255, 11, 12))
 
 
-class VL53L1X:
+class VL53L1X(I2CReg):
+    _name = "VL53L1X"
+    _addrsize = 16  # 16-bit register addresses
+
     def __init__(self, i2c, clock, addr=ADDR, occupied_below_mm=1500, timeout_ms=300):
         self.channels = ("distance", "occupancy")
         self.values = [None, None]  # type: list
-        self._i2c = i2c
+        I2CReg.__init__(self, i2c, addr)
         self._clock = clock
-        self.addr = addr
         self.threshold = occupied_below_mm
         self._timeout = timeout_ms
-        self._b1 = bytearray(1)
         self._b2 = bytearray(2)
         self._res = bytearray(17)
         self.range_status = 255  # ULD status of the last reading (0 = valid)
@@ -62,28 +63,8 @@ class VL53L1X:
         self.init()
 
     # --- bus -------------------------------------------------------------------------------------
-    def _bus(self, e):
-        self._need_init = True
-        if e.args and e.args[0] == _ETIMEDOUT:
-            return SensorTimeout("VL53L1X: I2C bus timeout")
-        return SensorAbsent("VL53L1X: no ACK at 0x%02x" % self.addr)
-
-    def _wr(self, reg, val):
-        b = self._b1
-        b[0] = val
-        try:
-            self._i2c.writeto_mem(self.addr, reg, b, addrsize=16)
-        except OSError as e:
-            raise self._bus(e)
-
-    def _rd(self, reg, buf):
-        try:
-            self._i2c.readfrom_mem_into(self.addr, reg, buf, addrsize=16)
-        except OSError as e:
-            raise self._bus(e)
-
     def _rd8(self, reg):
-        self._rd(reg, self._b1)
+        self._read(reg, self._b1)
         return self._b1[0]
 
     def _wait_ready(self, what):
@@ -98,7 +79,7 @@ class VL53L1X:
     def init(self):
         """Model id, boot state, default configuration, first (discarded) ranging; ends ranging continuously."""
         self._need_init = True
-        self._rd(_REG_IDENTIFICATION__MODEL_ID, self._b2)
+        self._read(_REG_IDENTIFICATION__MODEL_ID, self._b2)
         mid = (self._b2[0] << 8) | self._b2[1]
         if mid != MODEL_ID:
             raise FrameError("VL53L1X: model id 0x%04x, want 0xeacc" % mid)
@@ -114,13 +95,13 @@ class VL53L1X:
             raise self._bus(e)
         # ULD GetInterruptPolarity: active high unless GPIO_HV_MUX__CTRL bit 4 is set
         self._polarity = 0 if self._rd8(_REG_GPIO_HV_MUX__CTRL) & 0x10 else 1
-        self._wr(_REG_SYSTEM__MODE_START, 0x40)
+        self._write(_REG_SYSTEM__MODE_START, 0x40)
         self._wait_ready("first data ready")
-        self._wr(_REG_SYSTEM__INTERRUPT_CLEAR, 0x01)
-        self._wr(_REG_SYSTEM__MODE_START, 0x00)
-        self._wr(_REG_VHV_CONFIG__TIMEOUT_MACROP_LOOP_BOUND, 0x09)  # two bounds VHV
-        self._wr(_REG_VHV_CONFIG__INIT, 0x00)  # start VHV from the previous temperature
-        self._wr(_REG_SYSTEM__MODE_START, 0x40)  # continuous ranging from here on
+        self._write(_REG_SYSTEM__INTERRUPT_CLEAR, 0x01)
+        self._write(_REG_SYSTEM__MODE_START, 0x00)
+        self._write(_REG_VHV_CONFIG__TIMEOUT_MACROP_LOOP_BOUND, 0x09)  # two bounds VHV
+        self._write(_REG_VHV_CONFIG__INIT, 0x00)  # start VHV from the previous temperature
+        self._write(_REG_SYSTEM__MODE_START, 0x40)  # continuous ranging from here on
         self._need_init = False
 
     def read(self):
@@ -129,11 +110,11 @@ class VL53L1X:
             self.init()
         self._wait_ready("data ready")
         res = self._res
-        self._rd(_REG_RESULT__RANGE_STATUS, res)
+        self._read(_REG_RESULT__RANGE_STATUS, res)
         raw = res[0] & 0x1F
         st = _STATUS_RTN[raw] if raw < 24 else 255
         mm = (res[13] << 8) | res[14]  # 0x0096 - 0x0089 = 13
-        self._wr(_REG_SYSTEM__INTERRUPT_CLEAR, 0x01)
+        self._write(_REG_SYSTEM__INTERRUPT_CLEAR, 0x01)
         self.range_status = st
         if st == 0:
             self.distance_mm = mm
