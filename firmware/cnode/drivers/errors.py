@@ -33,3 +33,13 @@ def bus_error(e, name, addr):
     if e.args and e.args[0] == _ETIMEDOUT:
         return SensorTimeout("%s: I2C bus timeout" % name)
     return SensorAbsent("%s: no ACK at 0x%02x" % (name, addr))
+
+
+def no_frame(name, got, partial):
+    """The error of a UART sensor whose reply did not come in time: nothing at all, a frame cut short, or bytes
+    that never formed a frame."""
+    if not got:
+        return SensorAbsent("%s sent nothing" % name)
+    if partial:
+        return SensorTimeout("%s frame incomplete" % name)
+    return FrameError("%s %d bytes, no frame" % (name, got))

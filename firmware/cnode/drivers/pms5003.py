@@ -15,7 +15,7 @@
 # frame -> FrameError; check code mismatch -> CRCError (values keep the last good reading).
 from micropython import const
 
-from cnode.drivers.errors import CRCError, FrameError, SensorAbsent, SensorStuck, SensorTimeout
+from cnode.drivers.errors import CRCError, SensorStuck, no_frame
 
 _START1 = const(0x42)
 _START2 = const(0x4D)
@@ -160,10 +160,6 @@ class PMS5003:
                         return
             elif c.ticks_diff(c.ticks_ms(), t0) >= self.timeout_ms:
                 self.errors += 1
-                if not got:
-                    raise SensorAbsent("PMS5003 sent nothing")
-                if p:
-                    raise SensorTimeout("PMS5003 frame incomplete")
-                raise FrameError("PMS5003 %d bytes, no frame" % got)
+                raise no_frame("PMS5003", got, p)
             else:
                 c.sleep_ms(_STEP_MS)

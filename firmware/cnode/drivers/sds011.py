@@ -16,7 +16,7 @@
 # reading); `stuck_after` identical readings in a row -> SensorStuck.
 from micropython import const
 
-from cnode.drivers.errors import CRCError, FrameError, SensorAbsent, SensorStuck, SensorTimeout
+from cnode.drivers.errors import CRCError, SensorStuck, no_frame
 
 _HEAD = const(0xAA)
 _TAIL = const(0xAB)
@@ -191,10 +191,6 @@ class SDS011:
                     return
             elif c.ticks_diff(c.ticks_ms(), t0) >= self.timeout_ms:
                 self.errors += 1
-                if not got:
-                    raise SensorAbsent("SDS011 sent nothing")
-                if head:
-                    raise SensorTimeout("SDS011 frame incomplete")
-                raise FrameError("SDS011 %d bytes, no frame" % got)
+                raise no_frame("SDS011", got, head)
             else:
                 c.sleep_ms(_STEP_MS)

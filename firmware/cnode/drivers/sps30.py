@@ -16,7 +16,7 @@
 # form a frame for our command, or a non-zero execution error -> FrameError; checksum -> CRCError.
 from micropython import const
 
-from cnode.drivers.errors import CRCError, FrameError, SensorAbsent, SensorStuck, SensorTimeout
+from cnode.drivers.errors import CRCError, FrameError, SensorStuck, SensorTimeout, no_frame
 
 _MARK = const(0x7E)
 _ESC = const(0x7D)
@@ -248,10 +248,6 @@ class SPS30:
                             inside = False
             elif c.ticks_diff(c.ticks_ms(), t0) >= self.timeout_ms:
                 self.errors += 1
-                if not got:
-                    raise SensorAbsent("SPS30 sent nothing")
-                if inside and k >= 2 and r[0] == _ADR and r[1] == cmd:
-                    raise SensorTimeout("SPS30 frame incomplete")
-                raise FrameError("SPS30 %d bytes, no frame" % got)
+                raise no_frame("SPS30", got, inside and k >= 2 and r[0] == _ADR and r[1] == cmd)
             else:
                 c.sleep_ms(_STEP_MS)
