@@ -11,6 +11,8 @@
 #   "garbage"    an output line comes after UART noise  "noack"    a confirmed uplink is lost (not acknowledged)
 #   "lost"       the modem has lost its session         "noband"   (LoRa-E5) an uplink is refused by duty cycle
 # Runs under CPython and the MicroPython unix port.
+from citynode.hwsim.faults import FaultyPeer
+
 FAULTS = ("join_fail", "busy", "timeout", "hang", "garbage", "noack", "lost", "noband")
 MAX_PAYLOAD = (51, 51, 51, 115, 222, 222, 222, 222)  # EU868 N by DR (RP002)
 _HEX = "0123456789ABCDEFabcdef"
@@ -48,16 +50,17 @@ def _hex(b, upper=True):
     return "".join(("%02X" if upper else "%02x") % x for x in b)
 
 
-class _ModemTwin:
+class _ModemTwin(FaultyPeer):
     """Line input, timed line output, faults, the network log and the session state."""
 
     baud = 115200
     reply_ms = 5  # from the end of a command to the first byte of its answer
 
+    FAULTS = FAULTS
+
     def __init__(self, clock, dr=5, seed=1):
-        self.clock = clock
+        FaultyPeer.__init__(self, clock, seed)
         self.dr = dr
-        self.faults = {}
         self.heard = []  # every command line the node sent (bytes, without CR LF)
         self.network = []  # (ms, port, bytes, confirmed) per uplink the network received
         self.downlinks = []  # (port, bytes) waiting for the next uplink
@@ -71,33 +74,10 @@ class _ModemTwin:
         self._seq = 0
         self._wire_free = 0  # when the TX line is next idle
         self.busy_until = 0  # a join or uplink is in progress until then
-        self._rnd = seed & 0x7FFFFFFF
 
     # --- simulation interface ------------------------------------------------------------------------
-    def inject(self, kind, count=1):
-        if kind not in FAULTS:
-            raise ValueError("unknown fault " + kind)
-        self.faults[kind] = count
-
-    def clear(self):
-        self.faults = {}
-
     def queue_downlink(self, port, data):
         self.downlinks.append((port, bytes(data)))
-
-    def _fault(self, kind):
-        n = self.faults.get(kind, 0)
-        if n > 0:
-            self.faults[kind] = n - 1
-            return True
-        return False
-
-    def _now(self):
-        return self.clock.monotonic_ms()
-
-    def _rand(self):
-        self._rnd = (1103515245 * self._rnd + 12345) & 0x7FFFFFFF
-        return self._rnd >> 16
 
     def _emit(self, line, at_ms=None, fn=None):
         """Print one line (str) at at_ms (after the previous line has left the wire); fn() runs when it is out."""

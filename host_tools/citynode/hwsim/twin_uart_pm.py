@@ -10,6 +10,8 @@
 # Runs under CPython and the MicroPython unix port.
 import struct
 
+from citynode.hwsim.faults import FaultyPeer
+
 FAULTS = ("checksum", "garbage", "noise", "truncate", "disconnect", "stuck")
 
 
@@ -19,42 +21,19 @@ def _raw(x, scale, hi=65535):
     return hi if v > hi else v
 
 
-class _Twin:
+class _Twin(FaultyPeer):
     """Common parts: a clock, a series, an output queue of (due_ms, bytes) and counted faults."""
 
     latency_ms = 10  # from the end of a command to the reply
+    FAULTS = FAULTS
 
     def __init__(self, clock, series, seed=1):
-        self.clock = clock
+        FaultyPeer.__init__(self, clock, seed)
         self.series = series
-        self.faults = {}
         self.heard = []  # every well-formed command frame received, as bytes
         self.sent_frames = 0
         self._out = []
-        self._rnd = seed & 0x7FFFFFFF
         self._last = None  # values of the last frame sent (for "stuck")
-
-    def inject(self, kind, count=1):
-        if kind not in FAULTS:
-            raise ValueError("unknown fault " + kind)
-        self.faults[kind] = count
-
-    def clear(self):
-        self.faults = {}
-
-    def _fault(self, kind):
-        n = self.faults.get(kind, 0)
-        if n > 0:
-            self.faults[kind] = n - 1
-            return True
-        return False
-
-    def _now(self):
-        return self.clock.monotonic_ms()
-
-    def _rand(self):
-        self._rnd = (1103515245 * self._rnd + 12345) & 0x7FFFFFFF
-        return self._rnd >> 16
 
     def garbage(self, n):
         return bytes(self._rand() & 0xFF for _ in range(n))
