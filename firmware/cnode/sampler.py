@@ -233,9 +233,3 @@ class Sampler:
                 else:
                     self.same[i] = 0
                 self.prev[i] = v
-
-    def any_flags(self):
-        for f in self.flags:
-            if f:
-                return True
-        return False

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import random
 
-from cnode.lorawan.region import airtime_us
-
-from ..hwsim.radio import RxPacket, SimModem, Tx, _bw_khz
+from ..hwsim.radio import SimModem, Tx, _bw_khz
 
 
 class FleetAir:
@@ -65,10 +63,11 @@ class FleetAir:
         self.start(tx)
         return tx
 
-    def take(self, t0_us, t1_us, freq_khz, sf, bw_khz) -> Tx | None:
+    def take(self, t0_us, t1_us, freq_khz, sf, bw_khz, iq_inverted=True) -> Tx | None:
         best = None
         for tx in self._down:
-            if t0_us <= tx.start_us <= t1_us and tx.freq_khz == freq_khz and tx.sf == sf and tx.bw_khz == bw_khz:
+            if (t0_us <= tx.start_us <= t1_us and tx.freq_khz == freq_khz and tx.sf == sf and tx.bw_khz == bw_khz
+                    and tx.iq_inverted == iq_inverted):
                 if best is None or tx.start_us < best.start_us:
                     best = tx
         self._down = [tx for tx in self._down if tx.start_us >= t0_us and tx is not best]
@@ -76,8 +75,8 @@ class FleetAir:
 
 
 class FleetModem(SimModem):
-    """One node's radio on the fleet air (configure() and the lora-sync API as SimModem; send and receive go
-    through the fleet's scheduler). `clock` is the fleet clock."""
+    """One node's radio on the fleet air: configure() and recv() as SimModem (its waits hand over to the
+    other nodes through the fleet clock); send() is judged for collisions when it ends."""
 
     def __init__(self, air: FleetAir, clock, name: str):
         super().__init__(air, name, clock=clock)
@@ -97,24 +96,3 @@ class FleetModem(SimModem):
         if not tx.iq_inverted:
             self.air.judge(tx)
         return c.ticks_ms()
-
-    def recv(self, timeout_ms=None, rx_length=0xFF, rx_packet=None):
-        c = self.clock
-        t0 = c.task.now
-        t1 = t0 + (600000 if timeout_ms is None else timeout_ms) * 1000
-        cfg = self.cfg
-        tx = self.air.take(t0, t1, cfg["freq_khz"], cfg["sf"], _bw_khz(cfg["bw"]))
-        if tx is None:
-            c.sleep_us(t1 - t0)
-            return None
-        c.sleep_us(tx.end_us - t0)
-        data = tx.data[:rx_length]
-        if rx_packet is not None:
-            rx_packet[:] = data
-            rx_packet.ticks_ms = c.ticks_ms()
-            return rx_packet
-        return RxPacket(data, c.ticks_ms(), 7, -95, True)
-
-
-def airtime_ms(sf: int, nbytes: int, bw_khz: int = 125) -> float:
-    return airtime_us(sf, bw_khz, nbytes) / 1000

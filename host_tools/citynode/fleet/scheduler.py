@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import threading
 
-from ..hwsim.clock import EPOCH_2000, _TICKS_PERIOD
+from ..hwsim.clock import _TICKS_PERIOD
 
 
 class Stop(BaseException):
@@ -179,8 +179,6 @@ class TaskClock:
     def monotonic_ms(self):
         return self._now() // 1000
 
-    def unix(self) -> float:
-        return EPOCH_2000 + self.sched.start_s + self._now() / 1_000_000
 
 
 class SchedClock(TaskClock):

@@ -7,7 +7,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from cnode.lorawan.region import BANDS, DR_SF, airtime_us
+from cnode.lorawan.region import BANDS, DR_SF
 
 from ..decoder import Deduplicator, Stats, decode_uplink
 from ..hwsim import machine as hw
@@ -19,7 +19,6 @@ from .air import FleetAir
 from .scheduler import SchedClock, Scheduler
 from .world import NodeWorld, PowerCut
 
-DAY_US = 86_400_000_000
 START_UNIX = 1_767_225_600  # 2026-01-01T00:00:00Z: synthetic runs start at a midnight
 
 
@@ -248,7 +247,3 @@ def duty_cycle_use(txs) -> list[tuple[int, float, float]]:
 def _max_duty_pct(txs) -> float:
     """The largest sliding-hour use of any sub-band, as a share of that band's limit (100 = at the limit)."""
     return max((w / lim * 100 for _, w, lim in duty_cycle_use(txs)), default=0.0)
-
-
-def airtime_ms(dr: int, app_bytes: int) -> float:
-    return airtime_us(DR_SF[dr], 125, app_bytes + 13) / 1000

@@ -51,7 +51,7 @@ def synthetic_pm(seed: int):
 
 class NodeWorld:
     def __init__(self, index: int, clock, air, dev_eui: bytes, app_key: bytes, seed: int, interval_s: int = 300,
-                 env_series=None, pm_series=None, deep_sleep: bool = False, counters=None,
+                 env_series=None, pm_series=None, deep_sleep: bool = False,
                  confirmed: bool = False, counter=None):
         self.index = index
         self.name = f"node{index:03d}"
@@ -84,7 +84,6 @@ class NodeWorld:
         self.rtc_mem = b""
         self.reset_cause = 1  # power-on
         # what the harness counts (not node RAM)
-        self.counters = counters if counters is not None else {}
         self.measured: list[int] = []  # sample times whose push() returned (acknowledged as stored)
         self.boots = 0
         self.power_cuts = 0

@@ -143,9 +143,9 @@ class SimModem:
         cfg = self.cfg
         tx = self.air.take(t0, t1, cfg["freq_khz"], cfg["sf"], _bw_khz(cfg["bw"]), bool(cfg["invert_iq_rx"]))
         if tx is None:
-            c.advance_us(t1 - t0)
+            c.sleep_us(t1 - t0)
             return None
-        c.advance_us(tx.end_us - t0)
+        c.sleep_us(tx.end_us - t0)
         data = tx.data[:rx_length]
         if rx_packet is not None:
             rx_packet[:] = data
