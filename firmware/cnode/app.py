@@ -10,10 +10,10 @@ from micropython import const
 from cnode.encoder import Encoder
 from cnode.record import Records
 
-FPORT_DATA = const(2)
+_FPORT_DATA = const(2)
 FPORT_CMD = const(3)
-FW_VERSION = const(10000)  # 1.00.00
-_RTC_FMT = "<HIIIHH"  # magic, cycle_no, pending, oldest_t, fill_est, carry
+_FW_VERSION = const(10000)  # 1.00.00
+_RTC_FMT = const("<HIIIHH")  # magic, cycle_no, pending, oldest_t, fill_est, carry
 _RTC_MAGIC = const(0xC17E)
 
 
@@ -116,7 +116,7 @@ class Node:
         first = self.cycle_no == 0
         if first or self.cycle_no % self.status_every == 0:
             if "fw_version" in st:
-                vals[st["fw_version"]] = FW_VERSION
+                vals[st["fw_version"]] = _FW_VERSION
             if "queue_depth" in st:
                 vals[st["queue_depth"]] = self.queue.depth
             if "dropped" in st:
@@ -131,6 +131,8 @@ class Node:
                 self.join_attempts += 1
                 link.join(1)
                 self._say("joined")
+            except MemoryError:  # not a network condition: a retry would fail the same way; let the board reset
+                raise
             except Exception as e:  # JoinFailed, DutyCycleError: try again next cycle; samples wait in flash
                 self.errors += 1
                 self._say("join: %s" % (e,))
@@ -185,7 +187,9 @@ class Node:
         if n == 0:
             return False
         try:
-            ok = self.link.send(FPORT_DATA, memoryview(enc.buf)[:n], self.confirmed)
+            ok = self.link.send(_FPORT_DATA, memoryview(enc.buf)[:n], self.confirmed)
+        except MemoryError:
+            raise
         except Exception as e:  # DutyCycleError, NotJoined, radio errors: nothing acked, try later
             self.errors += 1
             self._say("send: %s" % (e,))

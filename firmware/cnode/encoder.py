@@ -9,13 +9,15 @@
 # Memory: every buffer is allocated in __init__; add() and finish() allocate nothing for ids < 30.
 from array import array
 
-from cnode.bits import BitWriter, KMAX, eg_cost, len5_cost, rice_cost, zigzag
+from micropython import const
+
+from cnode.bits import BitWriter, eg_cost, len5_cost, rice_cost, zigzag
 from cnode.channels import VERSION
 
-_NK = KMAX + 1
+_NK = const(16)  # KMAX + 1: Rice parameters 0..KMAX
 LIMIT_MAX = 242  # largest application payload of any region/DR we serve (EU868 DR5: 222)
 LIMIT_MIN = 32  # any one reading with its flag fits (EU868 DR0 allows 51)
-VALUE_MAX = (1 << 29) - 1  # |value - ref| bound: zigzag stays a small int on a 32-bit port
+_VALUE_MAX = const((1 << 29) - 1)  # |value - ref| bound: zigzag stays a small int on a 32-bit port
 
 
 def _uint_size(v):
@@ -118,7 +120,7 @@ class Encoder:
             d = t - self.t[n - 1]
             if d < 0:
                 raise ValueError("sample time goes backwards")
-            if d > VALUE_MAX:
+            if d > _VALUE_MAX:
                 raise ValueError("gap between samples too long")
             if n == 1:
                 regular = True
@@ -149,7 +151,7 @@ class Encoder:
             self.take[c] = 0
             if v is not None:
                 r = v - self.refs[c] if cnt == 0 else v - self.last[c]
-                if r > VALUE_MAX or r < -VALUE_MAX:
+                if r > _VALUE_MAX or r < -_VALUE_MAX:
                     raise ValueError("value out of the format's range")
                 z = zigzag(r)
                 if cnt == 0:

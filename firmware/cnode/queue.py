@@ -42,6 +42,10 @@ class Queue:
         self._whdr = self._wmv[:8]  # the part of the header the CRC covers
         self._rmv = memoryview(self._rbuf)
         self._mbuf = bytearray(_META)
+        self._sbuf = bytearray(2 * (_HDR + FRAME_MAX))  # scan window: segment bytes _sbase.._sbase+_sfill
+        self._smv = memoryview(self._sbuf)
+        self._sbase = 0
+        self._sfill = 0
         self._mmv = memoryview(self._mbuf)
         self._mpath = (root + "/m0", root + "/m1")
         self._segs = []  # [segno, first_seq, last_seq, path], ascending; first/last 0 while empty
@@ -116,32 +120,53 @@ class Queue:
         if gen > self.gen:
             self.gen, self.acked, self.dropped = gen, acked, dropped
 
-    def _scan(self, path, start=0):
-        """Valid records of one segment: (first, last, live (seq > acked), clean end, size). Reads it whole."""
+    def _scan(self, path):
+        """Valid records of one segment: (first, last, live (seq > acked), clean end, size). Streams it through
+        a fixed window (no segment-sized buffer: a boot scans every segment)."""
         f = self.fs.open(path, "rb")
         try:
-            data = f.read()
+            size = f.seek(0, 2)
+            self._sfill = 0  # the window holds nothing of this file yet
+            first = last = live = 0
+            clean = True
+            off = 0
+            while off < size:
+                off, n = self._next_valid(f, off, size)
+                if off < 0:
+                    return first, last, live, False, size
+                if n < 0:
+                    clean = False  # skipped bytes on the way to a good record
+                    n = -n
+                mv = self._smv
+                i = off - self._sbase
+                seq = mv[i + 4] | mv[i + 5] << 8 | mv[i + 6] << 16 | mv[i + 7] << 24
+                if first == 0:
+                    first = seq
+                last = seq
+                if seq > self.acked:
+                    live += 1
+                off += _HDR + n
+            return first, last, live, clean, size
         finally:
             f.close()
-        mv = memoryview(data)
-        size = len(data)
-        first = last = live = 0
-        clean = True
-        off = start
+
+    def _next_valid(self, f, off, size):
+        """(offset, length) of the first good record at or after off in an open segment of `size` bytes, with
+        the length negated when bytes were skipped; (-1, 0) when none. The record is in _sbuf at offset -
+        _sbase. Refills the window so that it always holds a whole record (or the segment's end) from off."""
+        sb = self._sbuf
+        start = off
         while off < size:
-            n = self._valid(mv, off, size)
-            if n < 0:
-                clean = False
-                off += 1  # resynchronise on the next magic with a good CRC
-                continue
-            seq = struct.unpack_from("<I", data, off + 4)[0]
-            if first == 0:
-                first = seq
-            last = seq
-            if seq > self.acked:
-                live += 1
-            off += _HDR + n
-        return first, last, live, clean, size
+            end = self._sbase + self._sfill
+            if off < self._sbase or off >= end or (off + _HDR + FRAME_MAX > end and end < size):
+                f.seek(off)
+                self._sbase = off
+                self._sfill = f.readinto(sb) or 0
+            n = self._valid(self._smv, off - self._sbase, self._sfill)
+            if n >= 0:
+                return off, (n if off == start else -n)
+            off += 1  # resynchronise on the next magic with a good CRC
+        return -1, 0
 
     @staticmethod
     def _valid(mv, off, size):
@@ -295,14 +320,10 @@ class Queue:
     def _resync(self, path, start):
         f = self.fs.open(path, "rb")
         try:
-            data = f.read()
+            self._sfill = 0
+            return self._next_valid(f, start, f.seek(0, 2))[0]
         finally:
             f.close()
-        mv = memoryview(data)
-        for off in range(start, len(data)):
-            if self._valid(mv, off, len(data)) >= 0:
-                return off
-        return -1
 
     def _close_reader(self):
         if self._rf is not None:

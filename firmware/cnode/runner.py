@@ -1,5 +1,7 @@
 # The node's main loop on a board: board file + settings + keys -> sensors, link, queue, node; then wake,
 # cycle, obey downlinks, feed the watchdog, sleep. main.py calls main(machine, time).
+import gc
+
 from micropython import const
 
 from cnode import osfs
@@ -98,18 +100,22 @@ class Runner:
         self.keys = Keys(nvs("cn_keys"))
         self.hw = Hardware(board, machine)
         self.hw.power_on()
+        gc.collect()  # between set-up steps: each one's garbage is gone before the next allocates (no holes)
         self.sampler = Sampler(self.hw.slots(clock), clock, extra=STATUS)
         self.reboot = False
         if not self.keys.present():
             self.node = None
             return
+        gc.collect()
         self.link = make_link(board, machine, clock, self.keys, self.cfg, log)
+        gc.collect()
         try:
             fs.mkdir(root + "/q")
         except OSError:
             pass
         self.queue = Queue(fs, root + "/q")
         self.dl = Downlink(self.cfg, nvs(NVS_SETTINGS), self._info)
+        gc.collect()
         self.node = Node(clock, self.sampler, self.queue, self.link, interval_s=self.cfg["interval"],
                          rtc=machine.RTC(), commands=self._command, reboot_reason=reboot_code(machine),
                          log=log, confirmed=bool(self.cfg["confirmed"]))
@@ -158,6 +164,7 @@ def main(machine, time, deep_sleep=None):
 
         run(board)
         return
+    gc.collect()
     r = Runner(board, machine, time)
     wdt = machine.WDT(timeout=WDT_MS)
     deep = board.get("settings", {}).get("deep_sleep", True) if deep_sleep is None else deep_sleep

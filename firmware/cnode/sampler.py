@@ -8,13 +8,13 @@ from cnode.channels import F_COMM, F_MISSING, F_OUT_OF_RANGE, F_STUCK, F_WARMING
 from cnode.drivers.errors import CRCError, FrameError, SensorError
 
 STUCK_AFTER = const(36)  # identical readings in a row (3 h at 5 min) before a varying channel is flagged stuck
-_VARYING = ("temperature", "humidity", "pressure", "co2")
+_VARYING = const(("temperature", "humidity", "pressure", "co2"))
 
 
 _MEAN = const(0)
 _MAX = const(1)
 _SUM = const(2)
-_COUNTS = ("pedestrians", "bikes", "vehicles")
+_COUNTS = const(("pedestrians", "bikes", "vehicles"))
 
 
 def _kind(name):

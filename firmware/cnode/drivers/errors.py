@@ -1,4 +1,5 @@
 # Specific sensor errors: every driver failure is one of these, so the sampler can flag and go on.
+from micropython import const
 
 
 class SensorError(Exception):
@@ -25,7 +26,7 @@ class SensorStuck(SensorError):
     """The device keeps reporting the same raw value where it should vary (stuck value detection)."""
 
 
-_ETIMEDOUT = 116  # errno of a stuck I2C bus on the ESP32 port (a missing device is ENODEV, 19)
+_ETIMEDOUT = const(116)  # errno of a stuck I2C bus on the ESP32 port (a missing device is ENODEV, 19)
 
 
 def bus_error(e, name, addr):

@@ -1,7 +1,8 @@
 # AES-CMAC (RFC 4493) over cryptolib's AES-ECB, streaming over several buffers without concatenating them.
 import cryptolib
+from micropython import const
 
-_RB = 0x87  # RFC 4493 2.3: constant for subkey generation
+_RB = const(0x87)  # RFC 4493 2.3: constant for subkey generation
 
 
 def _shift_left(src, dst):

@@ -2,12 +2,14 @@
 # data-frame MIC (B0) and FRMPayload encryption (A_i). Scratch blocks are preallocated (not re-entrant).
 import struct
 
+from micropython import const
+
 from . import MICError
 
 _blk = bytearray(16)  # B0 / A_i / key-derivation block
 _ks = bytearray(16)  # keystream block S_i
-_UP = 0
-_DOWN = 1
+_UP = const(0)
+_DOWN = const(1)
 
 
 def _ab(first, dir_, devaddr, fcnt, last):

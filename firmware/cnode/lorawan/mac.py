@@ -12,18 +12,18 @@ from . import region as R
 from .cmac import Cmac
 from .dutycycle import DutyCycle
 
-ADR_ACK_LIMIT = const(64)
-ADR_ACK_DELAY = const(32)
+_ADR_ACK_LIMIT = const(64)
+_ADR_ACK_DELAY = const(32)
 FCNT_PERSIST_EVERY = const(16)  # FCntUp is written to the store once per 16 frames, see _next_fcnt
-JOIN_BACKOFF_MS = const(15000)  # first retry delay; doubles per failed attempt
-JOIN_BACKOFF_MAX_MS = const(3600000)
-RX_MARGIN_MS = const(20)  # the receiver opens this early and stays this much longer (clock tolerance)
-JOIN_ACCEPT_DELAY1_MS = const(5000)
+_JOIN_BACKOFF_MS = const(15000)  # first retry delay; doubles per failed attempt
+_JOIN_BACKOFF_MAX_MS = const(3600000)
+_RX_MARGIN_MS = const(20)  # the receiver opens this early and stays this much longer (clock tolerance)
+_JOIN_ACCEPT_DELAY1_MS = const(5000)
 _MAX_FOPTS = const(15)
 _SYNCWORD = const(0x34)  # public LoRaWAN network
-_SESSION_FMT = "<I16s16sBBBIBBBBBH"  # devaddr, NwkSKey, AppSKey, rx1 off, rx2 dr, rx1 delay s, rx2 kHz,
+_SESSION_FMT = const("<I16s16sBBBIBBBBBH")  # devaddr, NwkSKey, AppSKey, rx1 off, rx2 dr, rx1 delay s, rx2 kHz,
 #                                      dr, tx power, nbtrans, max duty, adr, channel mask
-_CH_FMT = "<IIB"  # per channel: uplink kHz, downlink kHz (0 = same), DR range
+_CH_FMT = const("<IIB")  # per channel: uplink kHz, downlink kHz (0 = same), DR range
 
 
 class Mac:
@@ -256,7 +256,7 @@ class Mac:
         return end_ticks, f
 
     def _rx_windows(self, end_ticks, up_freq, up_ch, dr, join):
-        d1 = JOIN_ACCEPT_DELAY1_MS if join else self.rx1_delay_ms
+        d1 = _JOIN_ACCEPT_DELAY1_MS if join else self.rx1_delay_ms
         dl = self.ch_dl[up_ch] if up_ch >= 0 else 0
         for w in range(2):
             if w == 0:
@@ -266,12 +266,12 @@ class Mac:
                 freq = self.rx2_freq
                 rdr = R.RX2_DR if join else self.rx2_dr
             self._radio(freq, rdr, False)
-            opens = self.clock.ticks_add(end_ticks, d1 + 1000 * w - RX_MARGIN_MS)
+            opens = self.clock.ticks_add(end_ticks, d1 + 1000 * w - _RX_MARGIN_MS)
             delay = self.clock.ticks_diff(opens, self.clock.ticks_ms())
             if delay > 0:
                 self.clock.sleep_ms(delay)
             # stay open long enough to detect an 8-symbol preamble (AN1200.22 style window)
-            timeout = 2 * RX_MARGIN_MS + ((8 << R.DR_SF[rdr]) + R.DR_BW_KHZ - 1) // R.DR_BW_KHZ
+            timeout = 2 * _RX_MARGIN_MS + ((8 << R.DR_SF[rdr]) + R.DR_BW_KHZ - 1) // R.DR_BW_KHZ
             pkt = self.modem.recv(timeout_ms=timeout)
             if pkt is None or not getattr(pkt, "valid_crc", True):
                 continue
@@ -318,10 +318,10 @@ class Mac:
             # 1.0.4 7.3 join back-off: 1 % in the first hour, 0.1 % up to 11 h, 0.01 % after
             age = now - self._join_first
             dc = 100 if age < 3600000 else (1000 if age < 39600000 else 10000)
-            back = JOIN_BACKOFF_MS << k if k < 12 else JOIN_BACKOFF_MAX_MS
-            if back > JOIN_BACKOFF_MAX_MS:
-                back = JOIN_BACKOFF_MAX_MS
-            back += self._rand(JOIN_BACKOFF_MS)
+            back = _JOIN_BACKOFF_MS << k if k < 12 else _JOIN_BACKOFF_MAX_MS
+            if back > _JOIN_BACKOFF_MAX_MS:
+                back = _JOIN_BACKOFF_MAX_MS
+            back += self._rand(_JOIN_BACKOFF_MS)
             off = air_ms * dc
             self._join_next = now + (off if off > back else back)
             if self._rx_windows(end_ticks, f, -1, dr, True):
@@ -413,7 +413,7 @@ class Mac:
         fcnt = self._next_fcnt()
         buf[0] = 0x80 if confirmed else 0x40
         struct.pack_into("<I", buf, 1, self.devaddr)
-        buf[5] = ((0x80 if self.adr else 0) | (0x40 if self.adr and c >= ADR_ACK_LIMIT else 0)
+        buf[5] = ((0x80 if self.adr else 0) | (0x40 if self.adr and c >= _ADR_ACK_LIMIT else 0)
                   | (0x20 if self._ack_next else 0) | fol)
         struct.pack_into("<H", buf, 6, fcnt & 0xFFFF)
         p = 8 + fol
@@ -448,12 +448,12 @@ class Mac:
         return self.acked if confirmed else True
 
     def _adr_backoff(self):
-        """ADR back-off (4.3.1.1): after ADR_ACK_LIMIT uplinks without a downlink the ADRACKReq bit is set;
-        after ADR_ACK_DELAY more, and again every ADR_ACK_DELAY, the next uplink first uses the default
+        """ADR back-off (4.3.1.1): after _ADR_ACK_LIMIT uplinks without a downlink the ADRACKReq bit is set;
+        after _ADR_ACK_DELAY more, and again every _ADR_ACK_DELAY, the next uplink first uses the default
         TX power, then one DR lower, and at DR0 re-enables the default channels. Applied after a frame so
         that max_payload() is right for the next one."""
         c = self.adr_ack_cnt
-        if self.adr and c >= ADR_ACK_LIMIT + ADR_ACK_DELAY and (c - ADR_ACK_LIMIT) % ADR_ACK_DELAY == 0:
+        if self.adr and c >= _ADR_ACK_LIMIT + _ADR_ACK_DELAY and (c - _ADR_ACK_LIMIT) % _ADR_ACK_DELAY == 0:
             if self.tx_power != 1:
                 self.tx_power = 1
             elif self.dr > 0:

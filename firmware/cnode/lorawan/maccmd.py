@@ -6,13 +6,13 @@ from . import region as R
 
 LINK_CHECK = const(0x02)
 LINK_ADR = const(0x03)
-DUTY_CYCLE = const(0x04)
+_DUTY_CYCLE = const(0x04)
 RX_PARAM_SETUP = const(0x05)
 DEV_STATUS = const(0x06)
 NEW_CHANNEL = const(0x07)
 RX_TIMING_SETUP = const(0x08)
 DL_CHANNEL = const(0x0A)
-DEVICE_TIME = const(0x0D)
+_DEVICE_TIME = const(0x0D)
 
 
 def _freq(b, i):
@@ -97,12 +97,12 @@ def process(mac, b, i, end):
             mac.link_margin = b[a]
             mac.link_gw_cnt = b[a + 1]
             i = a + 2
-        elif cid == DUTY_CYCLE:
+        elif cid == _DUTY_CYCLE:
             if a + 1 > end:
                 break
             mac.max_dcycle = b[a] & 0x0F
             mac.dirty = True
-            mac.answer(DUTY_CYCLE, -1)
+            mac.answer(_DUTY_CYCLE, -1)
             i = a + 1
         elif cid == RX_PARAM_SETUP:
             if a + 4 > end:
@@ -165,7 +165,7 @@ def process(mac, b, i, end):
                 mac.dirty = True
             mac.sticky_dlch = st
             i = a + 4
-        elif cid == DEVICE_TIME:  # DeviceTimeAns: 5 bytes, accepted and skipped (no DeviceTimeReq sent)
+        elif cid == _DEVICE_TIME:  # DeviceTimeAns: 5 bytes, accepted and skipped (no DeviceTimeReq sent)
             if a + 5 > end:
                 break
             i = a + 5

@@ -10,7 +10,7 @@ DR_MAX = const(5)  # DR0..DR5 = SF12..SF7 at 125 kHz (DR6 SF7/250 and DR7 FSK ar
 DR_SF = (12, 11, 10, 9, 8, 7)
 DR_BW_KHZ = const(125)
 MAX_PAYLOAD = (51, 51, 51, 115, 222, 222)  # N: max FRMPayload with no FOpts (RP002 2.4.6, dwell time off)
-MAX_EIRP = const(16)  # dBm; TXPower i -> MAX_EIRP - 2*i, i = 0..7 (RP002 2.4.3)
+_MAX_EIRP = const(16)  # dBm; TXPower i -> _MAX_EIRP - 2*i, i = 0..7 (RP002 2.4.3)
 TX_POWER_MAX_INDEX = const(7)
 RX1_DR_OFFSET_MAX = const(5)
 FREQ_MIN_KHZ = const(863000)
@@ -37,7 +37,7 @@ def band_of(freq_khz):
 
 
 def tx_eirp(index):
-    return MAX_EIRP - 2 * index
+    return _MAX_EIRP - 2 * index
 
 
 def rx1_dr(up_dr, offset):

@@ -17,6 +17,19 @@ from .sim import SimConfig, Simulation
 from .world import NodeWorld
 
 
+# The node's requests by number (host_tools/citynode/mp/node_main.py sends the index, so that the node interns
+# no strings for them): name, then the arguments as the node sends them.
+OPS = ("HELLO",  # -> start_s reason dev_eui app_key interval deep_sleep(0/1)
+       "S",  # us: sleep
+       "IMW", "IMR",  # I2C addr reg addrsize hex / addr reg addrsize n
+       "UW", "UA", "UR",  # UART write hex / bytes waiting / read up to n
+       "AV",  # ADC microvolts
+       "RC", "RT", "RR",  # radio configure freq_khz sf bw invert_tx invert_rx / transmit hex / receive timeout_ms
+       "NG", "NS", "NB", "NW",  # NVS int get key / set key v / blob get key / set key hex
+       "MG", "MS",  # RTC memory get / set hex
+       "L", "P", "H", "D")  # log text / sample pushed t / live heap alloc free / deep sleep ms
+
+
 class MpNode:
     """Serves one MicroPython node process from its simulator task."""
 
@@ -77,7 +90,9 @@ class MpNode:
                 self.cut = False
                 return  # power cut: the process dies between two of its requests
             self.requests += 1
-            reply = self._do(line.split(), reason)
+            a = line.split()
+            a[0] = OPS[int(a[0])]
+            reply = self._do(a, reason)
             now = c.task.now
             wr.write(f"{now} {reply}\n" if reply != "" else f"{now}\n")
 
@@ -94,11 +109,6 @@ class MpNode:
             if op == "IMW":
                 w.i2c.writeto_mem(int(a[1]), int(a[2]), bytes.fromhex(a[4] if len(a) > 4 else ""), int(a[3]))
                 return "OK"
-            if op == "IW":
-                w.i2c.writeto(int(a[1]), bytes.fromhex(a[2]))
-                return "OK"
-            if op == "IR":
-                return w.i2c.readfrom(int(a[1]), int(a[2])).hex()
             if op == "UW":
                 w.uart.write(bytes.fromhex(a[1]))
                 return "OK"
@@ -111,11 +121,8 @@ class MpNode:
             if op == "AV":
                 return str(w.adc.read_uv())
             if op == "RC":
-                cfg = {}
-                for kv in a[1:]:
-                    k, v = kv.split("=")
-                    cfg[k] = v if k == "bw" else (v == "1" if k.startswith("invert") else int(v))
-                self.modem.configure(cfg)
+                self.modem.configure({"freq_khz": int(a[1]), "sf": int(a[2]), "bw": a[3], "invert_iq_tx": a[4] == "1",
+                                      "invert_iq_rx": a[5] == "1"})
                 return "OK"
             if op == "RT":
                 self.modem.send(bytes.fromhex(a[1]))
@@ -157,7 +164,7 @@ class MpNode:
                 self.deep_sleep_ms = int(a[1])
                 return "OK"
         except OSError as e:
-            return f"E {e.args[0] if e.args else 5}"
+            return f"E{e.args[0] if e.args else 5}"
         raise RuntimeError(f"{w.name}: unknown request {a!r}")
 
 

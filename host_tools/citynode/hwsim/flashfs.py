@@ -64,6 +64,7 @@ class FlashFS:
         self.cut = -1  # boundary index that loses power; -1 = never
         self.dead = False
         self.log = []  # (boundary, op, path) for diagnosis
+        self.max_read = 0  # most bytes one read()/readinto() returned (what a caller needed a buffer for)
         self._open = []
 
     # --- simulation interface -----------------------------------------------------------------------
@@ -229,6 +230,8 @@ class _File:
         end = len(d) if n is None or n < 0 else min(len(d), self._pos + n)
         out = bytes(d[self._pos:end])
         self._pos = max(self._pos, end)
+        if len(out) > self._fs.max_read:
+            self._fs.max_read = len(out)
         return out if self._bin else out.decode()
 
     def readinto(self, buf, n=-1):
@@ -239,6 +242,8 @@ class _File:
         k = end - self._pos if end > self._pos else 0
         buf[:k] = d[self._pos:self._pos + k]
         self._pos += k
+        if k > self._fs.max_read:
+            self._fs.max_read = k
         return k
 
     def seek(self, off, whence=0):

@@ -1,10 +1,13 @@
 # A citynode node under the MicroPython unix port, its hardware reached over stdin/stdout.
 #
-# The firmware objects are the real ones; buses, the radio, the clock and RTC memory are proxies that send
-# one request line to the simulator (CPython) and read one reply line, whose first word is the virtual time
-# in microseconds. Flash is real files in the current folder (queue, NVS), as on a board's filesystem.
-# Run as `micropython -c "import cn_node_main"` (compiled to .mpy); the simulator's reply to HELLO gives
-# the start time, reset cause, DevEUI, AppKey and interval.
+# The firmware objects are the real ones; the buses, radio, clock, NVS and RTC memory are one proxy object
+# (`Board`) whose every call sends one request line to the simulator (CPython) and reads one reply line, whose
+# first word is the virtual time in microseconds. Flash is real files in the current folder (the queue), as
+# on a board's filesystem. Run as `micropython -c "import cn_node_main"` (compiled to .mpy); the simulator's
+# reply to HELLO gives the start time, reset cause, DevEUI, AppKey, interval and whether to deep-sleep.
+#
+# Kept small on purpose: this file shares the node's heap, so it has one class with only the methods the
+# firmware calls, and reuses the firmware's names where it can (every new name is an interned string).
 import sys
 import gc
 from binascii import hexlify, unhexlify
@@ -19,37 +22,67 @@ from cnode.queue import Queue
 from cnode.sampler import Sampler, Slot
 from cn_counting_queue import CountingQueue  # citynode/hwsim/counting_queue.py, compiled beside this
 
-_now = [0]
-_inp = sys.stdin
-_out = sys.stdout
+from micropython import const
+
+# request numbers: their index in citynode/fleet/mp.py OPS (numbers, so that the node interns no strings)
+_HELLO = const(0)
+_SLEEP = const(1)
+_I2C_W = const(2)
+_I2C_R = const(3)
+_UART_W = const(4)
+_UART_ANY = const(5)
+_UART_R = const(6)
+_ADC = const(7)
+_RADIO_CFG = const(8)
+_RADIO_TX = const(9)
+_RADIO_RX = const(10)
+_NVS_GET = const(11)
+_NVS_SET = const(12)
+_NVS_GETB = const(13)
+_NVS_SETB = const(14)
+_RTC_GET = const(15)
+_RTC_SET = const(16)
+_LOG = const(17)
+_PUSHED = const(18)
+_HEAP = const(19)
+_DEEPSLEEP = const(20)
+
+_t = [0, 0]  # virtual time (us) of the last reply, start time (unix s)
 
 
-def call(line):
-    _out.write(line)
-    _out.write("\n")
-    r = _inp.readline()
+def call(*a):
+    """One request (number, then arguments, space-separated); returns the reply after its time word."""
+    out = sys.stdout
+    out.write(str(a[0]))
+    for x in a[1:]:
+        out.write(" ")
+        out.write(x if isinstance(x, str) else str(x))
+    out.write("\n")
+    r = sys.stdin.readline()
     if not r:
         raise SystemExit(0)
-    sp = r.find(" ")
-    if sp < 0:
-        _now[0] = int(r)
-        return ""
-    _now[0] = int(r[:sp])
-    return r[sp + 1:].rstrip("\n")
+    r = r.rstrip("\n").split(" ", 1)
+    _t[0] = int(r[0])
+    return r[1] if len(r) > 1 else ""
 
 
-def _err(r):
-    if r.startswith("E "):
-        raise OSError(int(r[2:]))
+def _hex(buf):
+    return hexlify(bytes(buf)).decode()
+
+
+def _ok(r):
+    if r[:1] == "E":
+        raise OSError(int(r[1:]))
     return r
 
 
-class Clock:
-    def ticks_ms(self):
-        return (_now[0] // 1000) & 0x3FFFFFFF
+class Board:
+    """The board as the firmware sees it: clock (time API), I2C, UART, ADC, radio (lora-sync modem), the
+    MAC's NVS store and RTC memory, each with only the calls the firmware makes."""
 
-    def ticks_us(self):
-        return _now[0] & 0x3FFFFFFF
+    # clock
+    def ticks_ms(self):
+        return (_t[0] // 1000) & 0x3FFFFFFF
 
     def ticks_add(self, t, d):
         return (t + d) & 0x3FFFFFFF
@@ -58,148 +91,88 @@ class Clock:
         d = (a - b) & 0x3FFFFFFF
         return d - 0x40000000 if d >= 0x20000000 else d
 
-    def sleep_ms(self, ms):
-        call("S %d" % int(ms * 1000))
-
-    def sleep_us(self, us):
-        call("S %d" % int(us))
+    def sleep_ms(self, n):
+        call(_SLEEP, int(n * 1000))
 
     def time(self):
-        return _start[0] + _now[0] // 1000000
+        return _t[1] + _t[0] // 1000000
 
+    # I2C (cnode.drivers.i2creg)
+    def writeto_mem(self, addr, reg, buf, addrsize=8):
+        _ok(call(_I2C_W, addr, reg, addrsize, _hex(buf)))
 
-_start = [0]
+    def readfrom_mem_into(self, addr, reg, buf, addrsize=8):
+        d = unhexlify(_ok(call(_I2C_R, addr, reg, addrsize, len(buf))))
+        buf[:len(d)] = d
 
-
-class I2C:
-    def writeto(self, addr, buf, stop=True):
-        _err(call("IW %d %s" % (addr, hexlify(bytes(buf)).decode())))
-        return len(buf)
-
-    def readfrom_into(self, addr, buf, stop=True):
-        d = unhexlify(_err(call("IR %d %d" % (addr, len(buf)))))
-        buf[:] = d
-
-    def writeto_mem(self, addr, mem, buf, addrsize=8):
-        _err(call("IMW %d %d %d %s" % (addr, mem, addrsize, hexlify(bytes(buf)).decode())))
-
-    def readfrom_mem_into(self, addr, mem, buf, addrsize=8):
-        d = unhexlify(_err(call("IMR %d %d %d %d" % (addr, mem, addrsize, len(buf)))))
-        for i in range(len(buf)):
-            buf[i] = d[i]
-
-    def readfrom_mem(self, addr, mem, n, addrsize=8):
-        b = bytearray(n)
-        self.readfrom_mem_into(addr, mem, b, addrsize)
-        return bytes(b)
-
-
-class UART:
+    # UART (cnode.drivers.sds011)
     def write(self, buf):
-        call("UW " + hexlify(bytes(buf)).decode())
+        call(_UART_W, _hex(buf))
         return len(buf)
 
     def any(self):
-        return int(call("UA"))
-
-    def read(self, n=None):
-        r = call("UR %d" % (-1 if n is None else n))
-        return unhexlify(r) if r else None
+        return int(call(_UART_ANY))
 
     def readinto(self, buf, n=None):
-        d = self.read(len(buf) if n is None else n)
-        if not d:
-            return None
-        for i in range(len(d)):
-            buf[i] = d[i]
-        return len(d)
-
-
-class ADC:
-    def read_uv(self):
-        return int(call("AV"))
-
-
-class Modem:
-    def configure(self, cfg):
-        parts = ["RC"]
-        for k in ("freq_khz", "sf", "bw", "invert_iq_tx", "invert_iq_rx"):
-            if k in cfg:
-                v = cfg[k]
-                parts.append("%s=%s" % (k, (1 if v else 0) if k.startswith("invert") else v))
-        call(" ".join(parts))
-
-    def send(self, packet, tx_at_ms=None):
-        call("RT " + hexlify(bytes(packet)).decode())
-        return (_now[0] // 1000) & 0x3FFFFFFF
-
-    def recv(self, timeout_ms=None, rx_length=0xFF, rx_packet=None):
-        r = call("RR %d" % (600000 if timeout_ms is None else timeout_ms))
+        r = call(_UART_R, len(buf) if n is None else n)
         if not r:
             return None
-        return RxPacket(unhexlify(r), (_now[0] // 1000) & 0x3FFFFFFF)
+        d = unhexlify(r)
+        buf[:len(d)] = d
+        return len(d)
 
+    # ADC (cnode.drivers.battery)
+    def read_uv(self):
+        return int(call(_ADC))
 
-class RxPacket(bytearray):
-    def __init__(self, data, ticks):
-        super().__init__(data)
-        self.ticks_ms = ticks
-        self.snr = 7
-        self.rssi = -95
-        self.valid_crc = True
+    # radio (cnode.lorawan.mac)
+    def configure(self, c):
+        call(_RADIO_CFG, c["freq_khz"], c["sf"], c["bw"], 1 if c.get("invert_iq_tx") else 0,
+             1 if c.get("invert_iq_rx") else 0)
 
+    def send(self, data):
+        call(_RADIO_TX, _hex(data))
+        return self.ticks_ms()
 
-class Store:
-    """The MAC's NVS namespace, kept by the simulator (flash that outlives the process)."""
+    def recv(self, timeout_ms=600000):
+        r = call(_RADIO_RX, timeout_ms)
+        return unhexlify(r) if r else None  # no snr attribute: the MAC reads 0
 
-    def get_int(self, key, default=0):
-        r = call("NG " + key)
-        return int(r) if r else default
+    # NVS (cnode.lorawan.store interface)
+    def get_int(self, key, v=0):
+        r = call(_NVS_GET, key)
+        return int(r) if r else v
 
-    def set_int(self, key, value):
-        call("NS %s %d" % (key, value))
+    def set_int(self, key, v):
+        call(_NVS_SET, key, v)
 
     def get_blob(self, key):
-        r = call("NB " + key)
+        r = call(_NVS_GETB, key)
         return unhexlify(r) if r else None
 
     def set_blob(self, key, data):
-        call("NW %s %s" % (key, hexlify(bytes(data)).decode()))
+        call(_NVS_SETB, key, _hex(data))
 
     def commit(self):
         pass
 
-
-class Rtc:
+    # RTC memory
     def memory(self, data=None):
         if data is None:
-            r = call("MG")
+            r = call(_RTC_GET)
             return unhexlify(r) if r else b""
-        call("MS " + hexlify(bytes(data)).decode())
-
-
-def _pushed(t):
-    call("P %d" % t)
-
-
-def log(msg):
-    call("L " + msg.replace("\n", " "))
+        call(_RTC_SET, _hex(data))
 
 
 def main():
-    parts = call("HELLO").split()
-    _start[0] = int(parts[0])
-    reason = int(parts[1])
-    dev_eui = unhexlify(parts[2])
-    app_key = unhexlify(parts[3])
-    interval = int(parts[4])
-    one_boot = parts[5] == "1"  # deep sleep as on a board: this process ends, the next boot is a new one
-    clock = Clock()
-    i2c = I2C()
-    uart = UART()
-    adc = ADC()
-    rtc = Rtc()
-    store = Store()
+    a = call(_HELLO).split()
+    _t[1] = int(a[0])
+    reason = int(a[1])
+    dev_eui = unhexlify(a[2])
+    app_key = unhexlify(a[3])
+    interval = int(a[4])
+    one_boot = int(a[5]) == 1  # deep sleep as on a board: this process ends, the next boot is a new one
+    b = Board()
     try:
         osfs.mkdir("q")
     except OSError:
@@ -210,23 +183,32 @@ def main():
         seed[0] = (1103515245 * seed[0] + 12345) & 0x7FFFFFFF
         return seed[0] % n if n > 0 else 0
 
+    def log(msg):
+        call(_LOG, msg.replace("\n", " "))
+
+    def pushed(t):
+        call(_PUSHED, t)
+
     while True:
-        gc.collect()
-        sampler = Sampler([Slot(SDS011(uart, clock), warmup_ms=SDS011.warmup_ms), Slot(BME280(i2c, clock)),
-                           Slot(Battery(adc, 100000, 100000))], clock,
+        gc.collect()  # between set-up steps, as a board's main.py does: their garbage leaves no holes
+        sampler = Sampler([Slot(SDS011(b, b), warmup_ms=SDS011.warmup_ms), Slot(BME280(b, b)),
+                           Slot(Battery(b, 100000, 100000))], b,
                           extra=("reboot_reason", "fw_version", "queue_depth", "dropped"))
-        queue = CountingQueue(Queue(osfs, "q", seg_bytes=4096, max_segs=16), _pushed)
-        mac = Mac(Modem(), clock, store, dev_eui, bytes(8), app_key, rand=rand)
-        node = Node(clock, sampler, queue, mac, interval_s=interval, rtc=rtc, reboot_reason=reason, log=log)
+        gc.collect()
+        queue = CountingQueue(Queue(osfs, "q", seg_bytes=4096, max_segs=16), pushed)
+        gc.collect()
+        mac = Mac(b, b, b, dev_eui, bytes(8), app_key, rand=rand)
+        gc.collect()
+        node = Node(b, sampler, queue, mac, interval_s=interval, rtc=b, reboot_reason=reason, log=log)
         ms = node.cycle()
         gc.collect()
-        call("H %d %d" % (gc.mem_alloc(), gc.mem_free()))  # live heap with the node's objects
+        call(_HEAP, gc.mem_alloc(), gc.mem_free())  # live heap with the node's objects
         node = mac = queue = sampler = None  # deep sleep: nothing in RAM survives
         if one_boot:
-            call("D %d" % ms)  # the simulator sleeps, then starts a new process: a fresh heap, as on a board
+            call(_DEEPSLEEP, ms)  # the simulator sleeps, then starts a new process: a fresh heap, as on a board
             return
         gc.collect()
-        clock.sleep_ms(ms)  # RAM is rebuilt at the next boot, RTC memory and flash kept
+        b.sleep_ms(ms)  # RAM is rebuilt at the next boot, RTC memory and flash kept
         reason = 4
 
 

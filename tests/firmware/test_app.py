@@ -1,0 +1,72 @@
+# The node's cycle (cnode.app.Node) against a scripted link: what a failing join or send does to the queue.
+from cnode.app import Node
+from cnode.lorawan import JoinFailed
+from cnode.queue import Queue
+from cnode.sampler import Sampler, Slot
+from citynode.hwsim.clock import VirtualClock
+from citynode.hwsim.flashfs import FlashFS
+from fwtest import raises
+
+
+class _Thermo:
+    channels = ("temperature",)
+
+    def __init__(self):
+        self.values = [None]
+
+    def read(self):
+        self.values[0] = 1234
+
+
+class _Link:
+    """Joins or sends by raising what `fail` holds (an exception instance), else succeeds."""
+
+    def __init__(self):
+        self.joined = False
+        self.downlink = None
+        self.fail = None
+        self.sent = []
+
+    def join(self, attempts):
+        if self.fail is not None:
+            raise self.fail
+        self.joined = True
+
+    def max_payload(self):
+        return 51
+
+    def send(self, port, data, confirmed=False):
+        if self.fail is not None:
+            raise self.fail
+        self.sent.append((port, bytes(data)))
+        return True
+
+
+def _node(link):
+    clock = VirtualClock(start_s=800000000)
+    q = Queue(FlashFS(), "/q")
+    return Node(clock, Sampler([Slot(_Thermo())], clock), q, link, interval_s=300, max_latency_s=0), q
+
+
+def test_a_network_failure_keeps_the_sample_and_the_cycle_goes_on():
+    link = _Link()
+    node, q = _node(link)
+    link.fail = JoinFailed("no join-accept")
+    assert node.cycle() > 0
+    assert q.depth == 1 and node.errors == 1 and link.sent == []
+    link.fail = None
+    node.cycle()  # joins, then sends both samples
+    assert q.depth == 0 and len(link.sent) == 1
+
+
+def test_out_of_memory_is_not_taken_for_a_network_failure():
+    # a MemoryError in join or send must end the cycle (the board resets) rather than be retried forever as
+    # if the network were down; the sample taken before it is already in flash
+    link = _Link()
+    node, q = _node(link)
+    link.fail = MemoryError("memory allocation failed")
+    raises(MemoryError, node.cycle)
+    assert q.depth == 1 and node.errors == 0
+    link.joined = True
+    raises(MemoryError, node.cycle)
+    assert q.depth == 2 and link.sent == []
