@@ -102,16 +102,41 @@ def _backlog(q):
     return {"frames": n, "heap_bytes_per_peek_ack": (a1 - a0) // n if MP else None, "us_per_peek_ack": (t1 - t0) // n}
 
 
+def _boot(fs, path):
+    # a boot that finds a full backlog (every segment written): what recovering the queue costs
+    q = Queue(fs, path, 4096, 8)
+    n = 0
+    while len(fs.listdir(path)) < 8 or q.depth < 7 * (4096 // (12 + len(FRAME))):
+        q.push(FRAME)
+        n += 1
+    del q
+    gc.collect()
+    if MP:
+        gc.disable()
+    a0 = _alloc()
+    t0 = _us()
+    q = Queue(fs, path, 4096, 8)
+    t1 = _us()
+    a1 = _alloc()
+    if MP:
+        gc.enable()
+    return {"frames": q.depth, "segments": len([n for n in fs.listdir(path) if n[0] == "s"]), "us": t1 - t0,
+            "heap_bytes_allocated": (a1 - a0) if MP else None}
+
+
 def main():
     res = {"runtime": sys.implementation.name, "frame_bytes": len(FRAME), "ops": N}
     fs = FlashFS()
     res["flashfs"] = _measure(Queue(fs, "/q", 4096, 8))
     res["flashfs"]["backlog"] = _backlog(Queue(fs, "/q", 4096, 8))
+    res["flashfs"]["boot"] = _boot(FlashFS(), "/b")
     import cnode.osfs as osfs
     path = "/tmp/cn_queue_bench"
     _clean(path)
     res["posix"] = _measure(Queue(osfs, path, 4096, 8))
     res["posix"]["backlog"] = _backlog(Queue(osfs, path, 4096, 8))
+    _clean(path)
+    res["posix"]["boot"] = _boot(osfs, path)
     _clean(path)
     print(json.dumps(res))
 

@@ -46,6 +46,7 @@ class Queue:
         self._smv = memoryview(self._sbuf)
         self._sbase = 0
         self._sfill = 0
+        self._slen = 0  # data length of the record _next_valid() found
         self._mmv = memoryview(self._mbuf)
         self._mpath = (root + "/m0", root + "/m1")
         self._segs = []  # [segno, first_seq, last_seq, path], ascending; first/last 0 while empty
@@ -131,12 +132,13 @@ class Queue:
             clean = True
             off = 0
             while off < size:
-                off, n = self._next_valid(f, off, size)
-                if off < 0:
+                at = self._next_valid(f, off, size)
+                if at < 0:
                     return first, last, live, False, size
-                if n < 0:
+                if at != off:
                     clean = False  # skipped bytes on the way to a good record
-                    n = -n
+                off = at
+                n = self._slen
                 mv = self._smv
                 i = off - self._sbase
                 seq = mv[i + 4] | mv[i + 5] << 8 | mv[i + 6] << 16 | mv[i + 7] << 24
@@ -151,11 +153,10 @@ class Queue:
             f.close()
 
     def _next_valid(self, f, off, size):
-        """(offset, length) of the first good record at or after off in an open segment of `size` bytes, with
-        the length negated when bytes were skipped; (-1, 0) when none. The record is in _sbuf at offset -
-        _sbase. Refills the window so that it always holds a whole record (or the segment's end) from off."""
+        """Offset of the first good record at or after off in an open segment of `size` bytes, or -1; its data
+        length is in _slen and the record in _sbuf at offset - _sbase. Refills the window so that it always
+        holds a whole record (or the segment's end) from off."""
         sb = self._sbuf
-        start = off
         while off < size:
             end = self._sbase + self._sfill
             if off < self._sbase or off >= end or (off + _HDR + FRAME_MAX > end and end < size):
@@ -164,18 +165,22 @@ class Queue:
                 self._sfill = f.readinto(sb) or 0
             n = self._valid(self._smv, off - self._sbase, self._sfill)
             if n >= 0:
-                return off, (n if off == start else -n)
+                self._slen = n
+                return off
             off += 1  # resynchronise on the next magic with a good CRC
-        return -1, 0
+        return -1
 
     @staticmethod
     def _valid(mv, off, size):
         # data length of a good record at mv[off:], or -1
         if off + _HDR > size:
             return -1
-        magic, n, seq, crc = struct.unpack_from("<HHII", mv, off)
-        if magic != _MAGIC or n == 0 or n > FRAME_MAX or off + _HDR + n > size:
+        if mv[off] | mv[off + 1] << 8 != _MAGIC:  # (bytes, not unpack_from: a scan calls this per offset)
             return -1
+        n = mv[off + 2] | mv[off + 3] << 8
+        if n == 0 or n > FRAME_MAX or off + _HDR + n > size:
+            return -1
+        crc = mv[off + 8] | mv[off + 9] << 8 | mv[off + 10] << 16 | mv[off + 11] << 24
         if crc32(mv[off + _HDR:off + _HDR + n], crc32(mv[off:off + 8])) != crc:
             return -1
         return n
@@ -321,7 +326,7 @@ class Queue:
         f = self.fs.open(path, "rb")
         try:
             self._sfill = 0
-            return self._next_valid(f, start, f.seek(0, 2))[0]
+            return self._next_valid(f, start, f.seek(0, 2))
         finally:
             f.close()
 
