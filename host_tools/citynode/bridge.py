@@ -1,6 +1,7 @@
 """The MQTT bridge: takes uplinks from a network server's MQTT integration, decodes them and publishes SenML
 per device. An incoming message is acknowledged only after its result is published (QoS 1, persistent
-session), so a crash at any moment loses nothing the broker has delivered: unacknowledged messages come again."""
+session), so a crash at any moment loses nothing the broker has delivered: unacknowledged messages come again.
+A stop (SIGTERM) finishes what is in flight first, so a restart repeats nothing."""
 from __future__ import annotations
 
 import base64
@@ -72,13 +73,14 @@ class Bridge:
     """Subscribes to `subscribe` (as `$share/GROUP/...` with a group) and publishes to `publish`/<dev_eui>.
 
     run() blocks, reconnecting with exponential back-off (min_delay doubling up to max_delay seconds);
-    stop() ends it from another thread or a signal handler. Delivery is at least once: a message whose
-    result was published but not yet acknowledged when the bridge died is decoded again.
+    stop() ends it from another thread or a signal handler, after up to drain_s seconds for outputs still in
+    flight. Delivery is at least once: a message whose result was published but not yet acknowledged when the
+    bridge died is decoded again.
     """
 
     def __init__(self, host: str, port: int, kind: str, subscribe: str, publish: str, group: str | None = None,
                  client_id: str | None = None, session_expiry: int = 3600, min_delay: float = 1,
-                 max_delay: float = 60, keepalive: int = 30, receive_maximum: int = 100):
+                 max_delay: float = 60, keepalive: int = 30, receive_maximum: int = 100, drain_s: float = 5):
         if kind not in INPUTS:
             raise UsageError(f"unknown input kind {kind!r} (one of {', '.join(INPUTS)})")
         self.host, self.port, self.kind = host, port, kind
@@ -87,6 +89,7 @@ class Bridge:
         self.session_expiry = session_expiry
         self.keepalive = keepalive
         self.receive_maximum = receive_maximum
+        self.drain_s = drain_s  # on stop: how long to wait for the broker to acknowledge outputs in flight
         self.counters = Counters()
         self._stop = threading.Event()
         # messages in the order they arrived: [mid, qos, done]; acknowledged in that order once done
@@ -133,6 +136,8 @@ class Bridge:
         self._backlog.clear()
 
     def _on_message(self, client, userdata, msg):
+        if self._stop.is_set():  # stopping: left unacknowledged, the broker redelivers it to the next session
+            return
         self.counters.received += 1
         entry = [msg.mid, msg.qos, False]
         self._pending.append(entry)
@@ -205,6 +210,11 @@ class Bridge:
         try:
             while not self._stop.wait(0.2):
                 pass
+            # a stop takes no new input but lets what is in flight finish (bounded): outputs acknowledged by
+            # the broker get their inputs acknowledged, so the next session re-sends as little as possible
+            end = time.monotonic() + self.drain_s
+            while (self._by_out_mid or self._backlog) and self.client.is_connected() and time.monotonic() < end:
+                time.sleep(0.02)
         finally:
             self.client.disconnect()
             self.client.loop_stop()
