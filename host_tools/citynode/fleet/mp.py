@@ -19,7 +19,9 @@ from .world import NodeWorld
 
 # The node's requests by number (host_tools/citynode/mp/node_main.py sends the index, so that the node interns
 # no strings for them): name, then the arguments as the node sends them.
-OPS = ("HELLO",  # -> start_s reason dev_eui app_key interval deep_sleep(0/1)
+# A reply is "<virtual time us>[,<edge us>...] [text]": rising edges on the counter pin since the last reply,
+# which the node runs its pin handler for (an interrupt, at its time).
+OPS = ("HELLO",  # -> start_s reason dev_eui app_key interval deep_sleep(0/1) confirmed(0/1) counter_channel|-
        "S",  # us: sleep
        "IMW", "IMR",  # I2C addr reg addrsize hex / addr reg addrsize n
        "UW", "UA", "UR",  # UART write hex / bytes waiting / read up to n
@@ -45,10 +47,14 @@ class MpNode:
         self.exit_error = ""
         self.log: list = []  # the node's last log lines (virtual ms, text)
         self.deep_sleep_ms = None
+        self.edges: list = []  # rising edges on the counter pin (virtual us) not yet told to the node
 
     def run(self, task) -> None:
         c = self.sim.clock
         w = self.w
+        if w.counter is not None:
+            w.count_pin.irq(handler=lambda pin: self.edges.append(c.task.now), trigger=hw.Pin.IRQ_RISING)
+            w.start_counter()
         c.sleep_ms(w.rng.uniform(0, w.interval_s * 1000))
         reason = 1
         while True:
@@ -58,6 +64,7 @@ class MpNode:
                 [micropython_exe(), "-X", f"heapsize={self.heap}", "-c", "import cn_node_main"],
                 cwd=self.folder, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 bufsize=1, env=dict(os.environ, MICROPYPATH=f"{self.sim.mpy_dir}:{HOST_DIR}"))
+            self.edges.clear()  # edges while the node was off (or in deep sleep) reach no handler
             try:
                 self._serve(proc, reason)
             finally:
@@ -93,8 +100,11 @@ class MpNode:
             a = line.split()
             a[0] = OPS[int(a[0])]
             reply = self._do(a, reason)
-            now = c.task.now
-            wr.write(f"{now} {reply}\n" if reply != "" else f"{now}\n")
+            head = str(c.task.now)
+            if self.edges:
+                head += "".join(f",{e}" for e in self.edges)
+                self.edges.clear()
+            wr.write(f"{head} {reply}\n" if reply != "" else f"{head}\n")
 
     def _do(self, a, reason) -> str:
         op = a[0]
@@ -159,7 +169,8 @@ class MpNode:
                 return "OK"
             if op == "HELLO":
                 return (f"{self.sim.sched.start_s} {reason} {w.dev_eui.hex()} {w.app_key.hex()} {w.interval_s} "
-                        f"{1 if w.deep_sleep else 0}")
+                        f"{1 if w.deep_sleep else 0} {1 if w.confirmed else 0} "
+                        f"{w.counter[0] if w.counter is not None else '-'}")
             if op == "D":  # deep sleep: the process ends; wake it as a new one after the sleep
                 self.deep_sleep_ms = int(a[1])
                 return "OK"
@@ -168,7 +179,7 @@ class MpNode:
         raise RuntimeError(f"{w.name}: unknown request {a!r}")
 
 
-class _MpSimulation(Simulation):
+class MpSimulation(Simulation):
     def __init__(self, cfg: SimConfig, heap: str):
         super().__init__(cfg)
         self.folder = tempfile.mkdtemp(prefix="citynode-mp-")
@@ -206,6 +217,6 @@ class _MpSimulation(Simulation):
 
 def run_micropython(cfg: SimConfig, heap: str = "128K"):
     hw.use  # the double is bound to the fleet clock by Simulation
-    sim = _MpSimulation(cfg, heap)
+    sim = MpSimulation(cfg, heap)
     res = sim.run()
     return res, sim.frames_jsonl()

@@ -117,12 +117,16 @@ class NodeWorld:
                          confirmed=self.confirmed)
         return self.node
 
+    def start_counter(self) -> None:
+        """The pulse twin on the counter pin, once per node (its edges are this node's own events)."""
+        if self.counter is not None and self.count_twin is None:
+            self.count_twin = PulseTwin(self.count_pin, self.clock, self.counter[1], period_ms=3_600_000,
+                                        seed=self.index + 1, min_gap_ms=2500)
+
     def run(self, task) -> None:
         """The node's life: boot, cycle, sleep; reboot after deep sleep or a power cut."""
         c = self.clock
-        if self.counter is not None and self.count_twin is None:  # its edges are this node's own events
-            self.count_twin = PulseTwin(self.count_pin, c, self.counter[1], period_ms=3_600_000,
-                                        seed=self.index + 1, min_gap_ms=2500)
+        self.start_counter()
         c.sleep_ms(self.rng.uniform(0, self.interval_s * 1000))  # nodes are not switched on in step
         while True:
             try:

@@ -4,7 +4,8 @@
 # (`Board`) whose every call sends one request line to the simulator (CPython) and reads one reply line, whose
 # first word is the virtual time in microseconds. Flash is real files in the current folder (the queue), as
 # on a board's filesystem. Run as `micropython -c "import cn_node_main"` (compiled to .mpy); the simulator's
-# reply to HELLO gives the start time, reset cause, DevEUI, AppKey, interval and whether to deep-sleep.
+# reply to HELLO gives the start time, reset cause, DevEUI, AppKey, interval, whether to deep-sleep, whether
+# uplinks are confirmed, and the pulse counter channel (if the node counts).
 #
 # Kept small on purpose: this file shares the node's heap, so it has one class with only the methods the
 # firmware calls, and reuses the firmware's names where it can (every new name is an interned string).
@@ -47,7 +48,8 @@ _PUSHED = const(18)
 _HEAP = const(19)
 _DEEPSLEEP = const(20)
 
-_t = [0, 0]  # virtual time (us) of the last reply, start time (unix s)
+# virtual time (us) of the last reply, start time (unix s), the counter pin's handler (cnode.drivers.pulse)
+_t = [0, 0, None]
 
 
 def call(*a):
@@ -62,7 +64,12 @@ def call(*a):
     if not r:
         raise SystemExit(0)
     r = r.rstrip("\n").split(" ", 1)
-    _t[0] = int(r[0])
+    t = r[0].split(",")
+    for e in t[1:]:  # rising edges on the counter pin while we waited: the interrupt, at its time
+        _t[0] = int(e)
+        if _t[2] is not None:
+            _t[2](None)
+    _t[0] = int(t[0])
     return r[1] if len(r) > 1 else ""
 
 
@@ -121,6 +128,10 @@ class Board:
         buf[:len(d)] = d
         return len(d)
 
+    # counter pin (cnode.drivers.pulse): rising edges arrive with the replies
+    def irq(self, handler=None, trigger=1, hard=False):
+        _t[2] = handler
+
     # ADC (cnode.drivers.battery)
     def read_uv(self):
         return int(call(_ADC))
@@ -172,6 +183,10 @@ def main():
     app_key = unhexlify(a[3])
     interval = int(a[4])
     one_boot = int(a[5]) == 1  # deep sleep as on a board: this process ends, the next boot is a new one
+    confirmed = int(a[6]) == 1
+    counter = a[7] if a[7] != "-" else None
+    if counter:
+        from cnode.drivers.pulse import PulseCounter  # only a counting node carries its code
     b = Board()
     try:
         osfs.mkdir("q")
@@ -186,30 +201,27 @@ def main():
     def log(msg):
         call(_LOG, msg.replace("\n", " "))
 
-    def pushed(t):
-        call(_PUSHED, t)
-
+    gc.collect()  # between set-up steps, as a board's main.py does: their garbage leaves no holes
+    slots = [Slot(SDS011(b, b), warmup_ms=SDS011.warmup_ms), Slot(BME280(b, b)),
+             Slot(Battery(b, 100000, 100000, samples=4))]  # as citynode/fleet/world.py builds them
+    if counter:
+        slots.append(Slot(PulseCounter(b, b, channel=counter, dead_ms=2000)))
+    sampler = Sampler(slots, b, extra=("reboot_reason", "fw_version", "queue_depth", "dropped"))
+    gc.collect()
+    queue = CountingQueue(Queue(osfs, "q", seg_bytes=4096, max_segs=16), lambda t: call(_PUSHED, t))
+    gc.collect()
+    mac = Mac(b, b, b, dev_eui, bytes(8), app_key, rand=rand)
+    gc.collect()
+    node = Node(b, sampler, queue, mac, interval_s=interval, rtc=b, reboot_reason=reason, log=log,
+                confirmed=confirmed)
     while True:
-        gc.collect()  # between set-up steps, as a board's main.py does: their garbage leaves no holes
-        sampler = Sampler([Slot(SDS011(b, b), warmup_ms=SDS011.warmup_ms), Slot(BME280(b, b)),
-                           Slot(Battery(b, 100000, 100000))], b,
-                          extra=("reboot_reason", "fw_version", "queue_depth", "dropped"))
-        gc.collect()
-        queue = CountingQueue(Queue(osfs, "q", seg_bytes=4096, max_segs=16), pushed)
-        gc.collect()
-        mac = Mac(b, b, b, dev_eui, bytes(8), app_key, rand=rand)
-        gc.collect()
-        node = Node(b, sampler, queue, mac, interval_s=interval, rtc=b, reboot_reason=reason, log=log)
         ms = node.cycle()
         gc.collect()
         call(_HEAP, gc.mem_alloc(), gc.mem_free())  # live heap with the node's objects
-        node = mac = queue = sampler = None  # deep sleep: nothing in RAM survives
         if one_boot:
             call(_DEEPSLEEP, ms)  # the simulator sleeps, then starts a new process: a fresh heap, as on a board
             return
-        gc.collect()
-        b.sleep_ms(ms)  # RAM is rebuilt at the next boot, RTC memory and flash kept
-        reason = 4
+        b.sleep_ms(ms)  # light sleep: RAM, the node and its pulse counter stay
 
 
 main()
