@@ -156,6 +156,19 @@ class Runner:
         return self.node.cycle()
 
 
+def sleep_deep(board, r, deep_sleep=None):
+    """Whether to deep-sleep between cycles: the board file's setting (default yes) or the caller's, except
+    that a sensor counting in RAM between cycles (a pulse counter) keeps the node in light sleep: deep sleep
+    would lose every count between two cycles, silently."""
+    deep = board.get("settings", {}).get("deep_sleep", True) if deep_sleep is None else deep_sleep
+    if deep:
+        for s in r.sampler.slots:
+            if getattr(s.driver, "keeps_count_in_ram", False):
+                r.log("no deep sleep: %s counts in RAM between cycles" % type(s.driver).__name__)
+                return False
+    return bool(deep)
+
+
 def main(machine, time, deep_sleep=None):
     """Run forever on a board: wake, cycle, sleep (deep sleep keeps only RTC memory and flash)."""
     board = load()
@@ -167,7 +180,7 @@ def main(machine, time, deep_sleep=None):
     gc.collect()
     r = Runner(board, machine, time)
     wdt = machine.WDT(timeout=WDT_MS)
-    deep = board.get("settings", {}).get("deep_sleep", True) if deep_sleep is None else deep_sleep
+    deep = sleep_deep(board, r, deep_sleep)
     while True:
         ms = r.cycle()
         wdt.feed()

@@ -93,6 +93,10 @@ def cmd_simulate(args) -> int:
                     confirmed=args.confirmed)
     if args.replay:
         cfg.start_unix, cfg.env_series, cfg.pm_series, cfg.counter = replay_series(args.replay)
+    if cfg.deep_sleep and cfg.counter is not None:  # as cnode.runner.sleep_deep decides on a board
+        print("citynode simulate: counting nodes stay in light sleep (a pulse counter counts in RAM between "
+              "cycles); --deep-sleep does not apply to them", file=sys.stderr)
+        cfg.deep_sleep = False
     if args.runtime == "micropython":
         from .fleet.mp import run_micropython
 

@@ -210,3 +210,15 @@ def test_micropython_deep_sleep_boots_a_fresh_process_per_cycle():
     assert t["boots"] >= 28 and t["power_cuts"] == 0  # one process per wake, none lost to a crash
     assert t["samples_delivered"] == t["samples_measured"] >= 28
     assert t["join_attempts"] == 1  # the session is kept in NVS across deep sleep
+
+
+def test_counting_nodes_stay_out_of_deep_sleep_and_lose_no_count(tmp_path, capsys):
+    counts = [0, 5, 9, 2]  # (none in the first minutes, before the node has booted)
+    csv = tmp_path / "bikes.csv"
+    csv.write_text("time,bikes\n" + "".join(f"2019-06-01T{h:02d}:00:00,{c}\n" for h, c in enumerate(counts)))
+    out = tmp_path / "samples.jsonl"
+    assert main(["simulate", "--nodes", "1", "--days", "0.2", "--deep-sleep", "--replay", str(csv),
+                 "--out", str(out)]) == 0
+    assert "counting nodes stay in light sleep" in capsys.readouterr().err
+    got = [json.loads(x)["values"].get("bikes") or 0 for x in out.read_text().splitlines()]
+    assert sum(got) == sum(counts)

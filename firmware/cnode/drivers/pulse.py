@@ -23,6 +23,8 @@ _FORGET_MS = const(0x10000000)
 
 
 class PulseCounter:
+    keeps_count_in_ram = True  # edges between two reads are counted in RAM: deep sleep would lose them
+
     def __init__(self, pin, clock, channel="pedestrians", dead_ms=2000, trigger=IRQ_RISING, irq_guard=None,
                  hard=True):
         if channel not in _COUNT_CHANNELS or by_name(channel) is None:
