@@ -40,8 +40,16 @@ def main() -> int:
                             "duty_cycle_worst_pct_of_limit": t["duty_cycle_pct_of_limit"]}
     t, wall = simulate("--nodes", "10", "--days", "3", "--seed", "3", "--power-cuts", "100")
     out["power_cuts_100"] = {"nodes": 10, "days": 3, "power_cuts": t["power_cuts"], "measured": t["samples_measured"],
-                             "delivered": t["samples_delivered"], "lost": t["samples_lost"],
-                             "duplicates_removed": t["duplicates"]}
+                             "delivered": t["samples_delivered"], "pending": t["samples_pending"],
+                             "lost": t["samples_lost"], "lost_in_frames_lost_on_air": t["samples_lost_on_air"],
+                             "lost_to_power_cuts": t["samples_lost"] - t["samples_lost_on_air"],
+                             "collided_frames": t["collided"], "duplicates_removed": t["duplicates"]}
+    # the same with confirmed uplinks: a frame that collided is sent again, so nothing may be missing at all
+    t, _ = simulate("--nodes", "10", "--days", "3", "--seed", "3", "--power-cuts", "100", "--confirmed")
+    out["power_cuts_100_confirmed"] = {"power_cuts": t["power_cuts"], "measured": t["samples_measured"],
+                                       "delivered": t["samples_delivered"], "pending": t["samples_pending"],
+                                       "lost": t["samples_lost"], "collided_frames": t["collided"],
+                                       "duplicates_removed": t["duplicates"]}
     mp_nodes, mp_days = (2, 0.5) if a.quick else (50, 7)  # the CPython fleet target, under the unix port
     t, wall = simulate("--runtime", "micropython", "--nodes", str(mp_nodes), "--days", str(mp_days), "--heap", "256K")
     out["micropython_fleet"] = {"nodes": mp_nodes, "days": mp_days, "wall_s": round(wall, 1),

@@ -41,7 +41,7 @@ class Node:
         self.cycle_no = 0
         self.pending = 0  # records in the queue not yet sent
         self.oldest_t = 0
-        self.fill_est = 8  # records a frame held last time at this DR
+        self.fill_est = 8  # records a frame holds at the current DR (estimated from the frames sent)
         self.carry = 0  # channel index where the oldest record's next part starts (split records)
         self.reboot_reason = reboot_reason
         self.sent_frames = 0
@@ -57,10 +57,7 @@ class Node:
 
     # --- state across deep sleep ----------------------------------------------------------------------
     def _restore(self):
-        if self.rtc is None:
-            self.pending = self.queue.depth
-            return
-        m = self.rtc.memory()
+        m = self.rtc.memory() if self.rtc is not None else b""
         if len(m) >= struct.calcsize(_RTC_FMT):
             magic, c, p, o, f, carry = struct.unpack_from(_RTC_FMT, m, 0)
             if magic == _RTC_MAGIC:
@@ -68,6 +65,9 @@ class Node:
         if self.pending != self.queue.depth:  # the queue on flash is the truth
             self.pending = self.queue.depth
             self.carry = 0
+        if self.pending and not self.oldest_t:  # RTC memory lost: the oldest sample's time is on flash
+            nxt = self.queue.peek()
+            self.oldest_t = self.rec.unpack(nxt[1]) if nxt is not None else 0
 
     def _persist(self):
         if self.rtc is not None:
@@ -159,6 +159,7 @@ class Node:
         taken = 0
         carry = self.carry
         next_carry = 0
+        full = False  # a record did not fit: the frame holds all this DR allows
         while item is not None:
             seq, data = item
             try:
@@ -182,6 +183,7 @@ class Node:
                 continue
             if taken == 0 and enc.n:  # the oldest record alone is bigger than a frame: send part of it
                 next_carry = stop
+            full = True
             break
         n = enc.finish()
         if n == 0:
@@ -204,7 +206,9 @@ class Node:
             self.pending -= taken
             if self.pending < 0:
                 self.pending = 0
-            self.fill_est = taken if taken > 1 else 1
+            # records a frame holds at this DR: known from a full frame; from a frame sent before it filled
+            # (latency), scaled from its size, so that one small frame does not make every later one small
+            self.fill_est = taken if full else max(taken, taken * limit // n)
             self.carry = 0
         else:
             self.carry = next_carry

@@ -157,3 +157,7 @@ def print_summary(report: dict, out) -> None:
                   f"{n['duplicates']:>6}{n['power_cuts']:>5}\n")
     out.write(f"{t['virtual_days']:g} virtual days in {t['wall_s']:.1f} s; collisions {t['collided']}, "
               f"lost on air {t['lost_on_air']}, decode errors {t['decode_errors']}\n")
+    if t["samples_lost"]:
+        out.write(f"of the {t['samples_lost']} samples lost, {t['samples_lost_on_air']} went only in frames that "
+                  f"collided or were lost on air (unconfirmed uplinks); {t['samples_lost'] - t['samples_lost_on_air']}"
+                  f" were lost otherwise\n")

@@ -70,3 +70,47 @@ def test_out_of_memory_is_not_taken_for_a_network_failure():
     link.joined = True
     raises(MemoryError, node.cycle)
     assert q.depth == 2 and link.sent == []
+
+
+def _sends_over(node, clock, link, cycles):
+    before = len(link.sent)
+    for _ in range(cycles):
+        clock.sleep_ms(node.cycle())
+    return len(link.sent) - before
+
+
+def _steady(max_latency_s=3600):
+    link = _Link()
+    link.joined = True
+    clock = VirtualClock(start_s=800000000)
+    q = Queue(FlashFS(), "/q")
+    node = Node(clock, Sampler([Slot(_Thermo())], clock), q, link, interval_s=300, max_latency_s=max_latency_s)
+    steady = _sends_over(node, clock, link, 36)  # 3 h: a frame when the hour is up or the frame is full
+    assert 3 <= steady <= 5
+    while _sends_over(node, clock, link, 1) == 0:  # up to the next frame
+        pass
+    return link, clock, q, steady
+
+
+def test_after_a_power_cut_queued_samples_are_not_taken_for_overdue():
+    # a power cut loses RTC memory (the oldest queued sample's time) but not the queue: the next boot reads
+    # that time from flash instead of sending at once, and the node keeps to a frame an hour
+    link, clock, q, steady = _steady()
+    _sends_over(Node(clock, Sampler([Slot(_Thermo())], clock), q, link, interval_s=300), clock, link, 5)
+    assert q.depth == 5
+    t_oldest = clock.time() - 5 * 300
+    node = Node(clock, Sampler([Slot(_Thermo())], clock), q, link, interval_s=300, max_latency_s=3600)  # reboot
+    assert node.pending == 5 and node.oldest_t == t_oldest
+    assert _sends_over(node, clock, link, 36) <= steady + 1
+
+
+def test_a_small_frame_sent_for_latency_does_not_make_every_later_frame_small():
+    # after a long outage the first frame goes out for latency with two samples; the frames after it must
+    # grow back to an hour's worth, not stay at two (which sent a frame every other cycle from then on)
+    link, clock, q, steady = _steady()
+    node = Node(clock, Sampler([Slot(_Thermo())], clock), q, link, interval_s=300, max_latency_s=3600)
+    _sends_over(node, clock, link, 1)
+    clock.sleep_ms(2 * 3600 * 1000)  # off for two hours
+    node = Node(clock, Sampler([Slot(_Thermo())], clock), q, link, interval_s=300, max_latency_s=3600)
+    assert _sends_over(node, clock, link, 1) == 1  # overdue: sent at once
+    assert _sends_over(node, clock, link, 36) <= steady + 2

@@ -343,7 +343,7 @@ def test_atport_splits_lines_and_drops_noise():
 def _check_day(d, kind):
     sent = [(p, f) for (p, f, ok) in d.link.sent if ok]
     net = d.network_frames()
-    assert len(net) >= 30, kind
+    assert len(net) >= 22, kind  # a frame an hour at least (max_latency_s), more where frames fill up
     assert net == sent, kind  # what the node handed over is what the network got, byte for byte, once each
     assert len(d.queue.times) == 24 * 12, kind
     assert d.queue.depth <= 12, kind  # at most the last hour waits (max_latency_s)

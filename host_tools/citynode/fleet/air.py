@@ -42,11 +42,14 @@ class FleetAir:
             if o is not tx and o.freq_khz == tx.freq_khz and o.sf == tx.sf and o.start_us < tx.end_us \
                     and tx.start_us < o.end_us:
                 self.collided += 1
+                tx.fate = "collided"
                 return
         if self.loss and self.rng.random() < self.loss:
             self.lost += 1
+            tx.fate = "lost"
             return
         self.delivered += 1
+        tx.fate = "delivered"
         for fn in self._listeners:
             fn(tx)
         for fn in self._after:

@@ -12,7 +12,7 @@ from cnode.lorawan.region import BANDS, DR_SF
 from ..decoder import Deduplicator, Stats, decode_uplink
 from ..hwsim import machine as hw
 from ..netserver import NetworkServer
-from ..payload import FPORT, PayloadError
+from ..payload import FPORT, PayloadError, decode_frame
 from ..registry import EPOCH_2000
 from ..uplink import Uplink as UplinkMsg
 from .air import FleetAir
@@ -52,6 +52,7 @@ class NodeReport:
     samples_delivered: int = 0
     samples_pending: int = 0
     samples_lost: int = 0
+    samples_lost_on_air: int = 0  # of samples_lost: carried only by frames that collided or the channel lost
     duplicates: int = 0
     power_cuts: int = 0
     boots: int = 0
@@ -188,10 +189,18 @@ class Simulation:
             pending = measured - got
             r.samples_measured = len(measured)
             r.samples_delivered = len(measured & got)
-            # samples not yet delivered are still in the node's queue unless the queue dropped them
-            in_queue = w.node.queue.depth if w.node is not None else 0
-            r.samples_pending = min(len(pending), in_queue)
+            # samples not yet delivered are still in the node's queue unless the queue dropped them; the queue
+            # is first in, first out, so what it holds are the newest records pushed (the drain period's too)
+            depth = w.node.queue.depth if w.node is not None else 0
+            in_queue = {EPOCH_2000 + t for t in w.measured[len(w.measured) - depth:]} if depth else set()
+            r.samples_pending = len(pending & in_queue)
             r.samples_lost = len(pending) - r.samples_pending
+            if r.samples_lost:
+                failed = set()
+                for t in tx_by_node.get(w.name, []):  # the drain period's frames too
+                    if getattr(t, "fate", "") in ("collided", "lost"):
+                        failed |= _carried(t)
+                r.samples_lost_on_air = min(r.samples_lost, len(pending & failed))
             r.duplicates = self.dups.get(w.dev_eui.hex(), 0)
             r.power_cuts = w.power_cuts
             r.boots = w.boots
@@ -247,3 +256,24 @@ def duty_cycle_use(txs) -> list[tuple[int, float, float]]:
 def _max_duty_pct(txs) -> float:
     """The largest sliding-hour use of any sub-band, as a share of that band's limit (100 = at the limit)."""
     return max((w / lim * 100 for _, w, lim in duty_cycle_use(txs)), default=0.0)
+
+
+def _carried(tx) -> set[int]:
+    """Unix times of the samples a data uplink carried, read with the keys in force when it was sent (what a
+    network server would have decoded had the frame arrived); empty for anything else."""
+    import cryptolib
+
+    from cnode.lorawan import crypto
+
+    d, keys = tx.data, getattr(tx, "keys", None)
+    if keys is None or len(d) < 13 or d[0] >> 5 not in (2, 4):
+        return set()
+    p = 8 + (d[5] & 0x0F)  # MHDR, DevAddr, FCtrl, FCnt, FOpts
+    if p >= len(d) - 4 or d[p] != FPORT:
+        return set()
+    buf = bytearray(d[p + 1:len(d) - 4])
+    crypto.crypt(cryptolib.aes(keys[1], 1), 0, int.from_bytes(d[1:5], "little"), d[6] | d[7] << 8, buf, 0, len(buf))
+    try:
+        return {s.t for s in decode_frame(bytes(buf))[0]}
+    except PayloadError:
+        return set()
