@@ -66,8 +66,16 @@ class Node:
             self.pending = self.queue.depth
             self.carry = 0
         if self.pending and not self.oldest_t:  # RTC memory lost: the oldest sample's time is on flash
-            nxt = self.queue.peek()
+            self._oldest_from_queue()
+
+    def _oldest_from_queue(self):
+        """oldest_t from the oldest queued record; 0 (overdue: the next cycle sends, and drops a record no
+        frame can carry) when it is unreadable."""
+        nxt = self.queue.peek()
+        try:
             self.oldest_t = self.rec.unpack(nxt[1]) if nxt is not None else 0
+        except ValueError:
+            self.oldest_t = 0
 
     def _persist(self):
         if self.rtc is not None:
@@ -213,8 +221,7 @@ class Node:
         else:
             self.carry = next_carry
         if self.pending:
-            nxt = q.peek()
-            self.oldest_t = self.rec.unpack(nxt[1]) if nxt is not None else 0
+            self._oldest_from_queue()
         self._handle_downlink()
         return True
 

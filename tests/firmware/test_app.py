@@ -114,3 +114,17 @@ def test_a_small_frame_sent_for_latency_does_not_make_every_later_frame_small():
     node = Node(clock, Sampler([Slot(_Thermo())], clock), q, link, interval_s=300, max_latency_s=3600)
     assert _sends_over(node, clock, link, 1) == 1  # overdue: sent at once
     assert _sends_over(node, clock, link, 36) <= steady + 2
+
+
+def test_a_damaged_oldest_record_at_boot_is_dropped_not_a_crash_loop():
+    # with RTC memory lost, the boot reads the oldest record's time from flash; a record that cannot be read
+    # must not stop the node from starting (it would reset forever): it is dropped, counted, on the next send
+    link = _Link()
+    link.joined = True
+    clock = VirtualClock(start_s=800000000)
+    q = Queue(FlashFS(), "/q")
+    q.push(b"\x01\x02\x03")  # too short for a sample record
+    node = Node(clock, Sampler([Slot(_Thermo())], clock), q, link, interval_s=300, max_latency_s=3600)
+    assert node.pending == 1 and node.oldest_t == 0
+    clock.sleep_ms(node.cycle())
+    assert node.dropped_bad == 1 and len(link.sent) == 1 and q.depth == 0
