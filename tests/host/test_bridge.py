@@ -148,18 +148,24 @@ def test_broker_restart_bridge_reconnects(tmp_path):
     assert msgs == [("o/70b3d57ed0000001", SINGLE_SENML.encode())]
 
 
+def _mid_run(broker, n, prefix, client_id):
+    """A bridge (fixed client id) republishing to PREFIX/#, n numbered uplinks being published to it, and a
+    collector on PREFIX/#; returns once 300 outputs arrived: (collector, bridge, publisher thread)."""
+    out = Collector(broker.port, f"{prefix}/#")
+    b = BridgeProc(broker.port, "ttn", "up/#", prefix, client_id=client_id)
+    b.wait_line("subscribed to up/#")
+    msgs = [(f"up/{i}", ttn_message(f, DEV1, fcnt=i)) for i, f in enumerate(numbered_frames(n))]
+    pub = threading.Thread(target=publish_all, args=(broker.port, msgs))
+    pub.start()
+    out.wait_for(300)
+    return out, b, pub
+
+
 def test_killed_bridge_loses_no_message(broker):
     """SIGKILL mid-run, then the same client id again: the persistent session redelivers what was not
     acknowledged, so every uplink is published at least once (a few twice)."""
     n = 3000
-    frames = numbered_frames(n)
-    out = Collector(broker.port, "k/#")
-    b = BridgeProc(broker.port, "ttn", "up/#", "k", client_id="bridge-kill")
-    b.wait_line("subscribed to up/#")
-    pub = threading.Thread(target=publish_all,
-                           args=(broker.port, [(f"up/{i}", ttn_message(f, DEV1, fcnt=i)) for i, f in enumerate(frames)]))
-    pub.start()
-    out.wait_for(300)
+    out, b, pub = _mid_run(broker, n, "k", "bridge-kill")
     b.kill()
     killed_at = out.count()
     pub.join()
@@ -191,14 +197,7 @@ def test_stopped_bridge_finishes_what_is_in_flight_and_the_next_takes_the_rest(b
     in flight and acknowledges their inputs; the next bridge with the same session gets every other uplink.
     Each uplink is published exactly once."""
     n = 3000
-    frames = numbered_frames(n)
-    out = Collector(broker.port, "s/#")
-    b = BridgeProc(broker.port, "ttn", "up/#", "s", client_id="bridge-stop")
-    b.wait_line("subscribed to up/#")
-    pub = threading.Thread(target=publish_all,
-                           args=(broker.port, [(f"up/{i}", ttn_message(f, DEV1, fcnt=i)) for i, f in enumerate(frames)]))
-    pub.start()
-    out.wait_for(300)
+    out, b, pub = _mid_run(broker, n, "s", "bridge-stop")
     summary = b.stop()
     pub.join()
     m = re.match(r"citynode bridge: (\d+) received, (\d+) published, 0 errors", summary)

