@@ -18,6 +18,12 @@ class _MicroPythonShim:
     def viper(f):
         return f
 
+    @staticmethod
+    def schedule(fn, arg):
+        """A soft interrupt: runs at once here (micropython-lib's lora modem schedules its "soft ISR")."""
+        fn(arg)
+        return True
+
 
 sys.modules["micropython"] = _MicroPythonShim  # type: ignore
 

@@ -55,6 +55,16 @@ class FleetAir:
         for fn in self._after:
             fn()
 
+    def end(self, tx: Tx) -> None:
+        """A register-level radio twin's transmission ended (start() was called when it began)."""
+        if tx.iq_inverted:
+            return
+        if tx.power is None:  # on a PA pin that is not wired to the antenna: no gateway hears it
+            self.lost += 1
+            tx.fate = "no antenna"
+            return
+        self.judge(tx)
+
     def listen(self, fn) -> None:
         self._listeners.append(fn)
 

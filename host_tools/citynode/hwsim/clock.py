@@ -44,14 +44,25 @@ class VirtualClock:
     def monotonic_ms(self):
         return self.us // 1000
 
+    def monotonic_us(self):
+        return self.us
+
+    def next_due_us(self):
+        """When the next timer fires (monotonic us), or None."""
+        return self._timers[0][0] if self._timers else None
+
+    def call_at_us(self, at_us, fn):
+        """Run fn() when the clock passes at_us (monotonic); a twin's hardware events."""
+        self._seq += 1
+        self._timers.append((int(at_us), self._seq, fn))
+        self._timers.sort()
+
     def set_time(self, s):
         self.start_s = s - self.us // 1000000
 
     def call_at_ms(self, at_ms, fn):
         """Run fn() when the clock passes at_ms (monotonic); used by twins for pin events."""
-        self._seq += 1
-        self._timers.append((int(at_ms * 1000), self._seq, fn))
-        self._timers.sort()
+        self.call_at_us(at_ms * 1000, fn)
 
     def advance_us(self, us):
         end = self.us + us

@@ -15,7 +15,8 @@ WDT_RESET = 3
 DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
 
-_state = {"clock": None, "reset_cause": PWRON_RESET, "rtc_memory": b""}
+_state = {"clock": None, "reset_cause": PWRON_RESET, "rtc_memory": b"", "wires": {}, "spi": {}}
+_IDLE_MAX_US = 10000  # idle() returns at the next interrupt or after one FreeRTOS tick (100 Hz on ESP32)
 
 
 class DeepSleep(Exception):
@@ -35,9 +36,54 @@ class Reset(Exception):
 
 
 def use(clock):
-    """Bind the double to a virtual clock and install it as `machine` for the firmware."""
+    """Bind the double to a virtual clock and install it as `machine` for the firmware. The board's wiring
+    (wires and SPI peers) starts empty: twins attach to pins by number, as they are soldered on a board."""
     _state["clock"] = clock
+    _state["wires"] = {}
+    _state["spi"] = {}
     sys.modules["machine"] = sys.modules[__name__]
+
+
+class Wire:
+    """The copper behind one GPIO number: a twin watches what the MCU drives on it (`watch(fn)`, fn(level)) or
+    drives it itself (`drive(level)`: the MCU's Pin objects on it read that level and run their IRQ handlers)."""
+
+    def __init__(self, id):
+        self.id = id
+        self.level = 0
+        self.pins = []  # the MCU's Pin objects on this GPIO
+        self.watchers = []
+        self.driven = False  # True once a twin drives it: the MCU reads the twin's level
+
+    def watch(self, fn):
+        self.watchers.append(fn)
+
+    def drive(self, level):
+        self.driven = True
+        self.level = 1 if level else 0
+        for p in self.pins:
+            p.drive(self.level)
+
+    def _mcu(self, level):
+        if self.driven:
+            return
+        self.level = level
+        for fn in self.watchers:
+            fn(level)
+
+
+def wire(id):
+    """The wire at GPIO `id` (created on first use)."""
+    w = _state["wires"].get(id)
+    if w is None:
+        w = _state["wires"][id] = Wire(id)
+    return w
+
+
+def attach_spi(sck, peer):
+    """Wire an SPI device (a twin with transfer(bytes) -> bytes) to the bus whose clock is on GPIO `sck`."""
+    _state["spi"][sck] = peer
+    return peer
 
 
 def clock():
@@ -61,6 +107,20 @@ def lightsleep(ms=0):
     c = _state["clock"]
     if c is not None:
         c.sleep_ms(ms)
+
+
+def idle():
+    """Wait for the next interrupt, at most one RTOS tick: the clock runs to its next timer (a twin's event)."""
+    c = _state["clock"]
+    if c is None:
+        return
+    step = _IDLE_MAX_US
+    nxt = c.next_due_us() if hasattr(c, "next_due_us") else None
+    if nxt is not None:
+        d = nxt - c.monotonic_us()
+        if d < step:
+            step = d if d > 0 else 0
+    c.sleep_us(step)
 
 
 def reset():
@@ -99,24 +159,37 @@ class Pin:
             self._v = 1 if value else 0
         self._handler = None
         self._trigger = 0
+        w = _state["wires"].get(id)
+        self._wire = w
+        if w is not None:
+            w.pins.append(self)
+            if w.driven:
+                self._v = w.level
+            elif value is not None:
+                w._mcu(self._v)
 
     def init(self, mode=-1, pull=-1, value=None):
         if mode != -1:
             self.mode = mode
         if value is not None:
-            self._v = 1 if value else 0
+            self._set(value)
+
+    def _set(self, v):
+        self._v = 1 if v else 0
+        if self._wire is not None:
+            self._wire._mcu(self._v)
 
     def value(self, v=None):
         if v is None:
             return self._v
-        self._v = 1 if v else 0
+        self._set(v)
         return None
 
     def on(self):
-        self._v = 1
+        self._set(1)
 
     def off(self):
-        self._v = 0
+        self._set(0)
 
     def __call__(self, v=None):
         return self.value(v)
@@ -310,20 +383,40 @@ class UART:
 
 
 class SPI:
+    """A hardware SPI bus (ESP32: id 1 or 2) whose far end is the device wired to its SCK pin
+    (attach_spi); chip select is a plain Pin the device watches on its wire."""
     MSB = 0
+    LSB = 1
 
-    def __init__(self, id=1, baudrate=1000000, polarity=0, phase=0, sck=None, mosi=None, miso=None, peer=None):
+    def __init__(self, id, baudrate=500000, polarity=0, phase=0, bits=8, firstbit=0, sck=None, mosi=None,
+                 miso=None, peer=None):
+        if id not in (1, 2):
+            raise ValueError("SPI(%d) doesn't exist" % id)
+        if bits <= 0:
+            raise ValueError("invalid bits")
+        if peer is None and sck is not None:
+            peer = _state["spi"].get(sck.id if isinstance(sck, Pin) else sck)
         self.peer = peer
+        self._on = True
 
     def init(self, *args, **kw):
-        pass
+        self._on = True
+
+    def deinit(self):
+        self._on = False
+
+    def _xfer(self, data):
+        if not self._on:
+            raise OSError("transfer on deinitialized SPI")
+        if not data:
+            raise ValueError("buffer too short")
+        return self.peer.transfer(data) if self.peer is not None else bytes([0xFF]) * len(data)
 
     def write(self, buf):
-        if self.peer is not None:
-            self.peer.transfer(bytes(buf))
+        self._xfer(bytes(buf))
 
     def read(self, nbytes, write=0):
-        return self.peer.transfer(bytes([write]) * nbytes) if self.peer is not None else bytes(nbytes)
+        return self._xfer(bytes([write]) * nbytes)
 
     def readinto(self, buf, write=0):
         data = self.read(len(buf), write)
@@ -331,7 +424,9 @@ class SPI:
             buf[i] = data[i]
 
     def write_readinto(self, wbuf, rbuf):
-        data = self.peer.transfer(bytes(wbuf)) if self.peer is not None else bytes(len(wbuf))
+        if len(wbuf) != len(rbuf):
+            raise ValueError("buffers must be the same length")
+        data = self._xfer(bytes(wbuf))
         for i in range(len(rbuf)):
             rbuf[i] = data[i]
 

@@ -55,6 +55,17 @@ class Air:
     def after(self, fn):
         self._after.append(fn)
 
+    # --- what a register-level radio twin calls (citynode.hwsim.twin_sx127x / twin_sx126x) -------------
+    def start(self, tx):
+        """A transmission starts (its end_us and power are known); it is heard when it ends."""
+
+    def end(self, tx):
+        """A transmission ended: uplinks reach the gateways now, unless nothing reached the antenna."""
+        if tx.power is None:  # radiated on a PA pin that is not wired to the antenna
+            self.log.append(tx)
+            return
+        self.radiate(tx)
+
     def radiate(self, tx):
         self.log.append(tx)
         if tx.iq_inverted:
