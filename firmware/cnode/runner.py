@@ -1,5 +1,6 @@
 # The node's main loop on a board: board file + settings + keys -> sensors, link, queue, node; then wake,
-# cycle, obey downlinks, feed the watchdog, sleep. main.py calls main(machine, time).
+# cycle, obey downlinks, feed the watchdog, sleep. main.py calls main(machine, time). Never imports citynode:
+# a simulation hands Runner its hardware (and, for the API-level radio, its link).
 import gc
 
 from micropython import const
@@ -42,19 +43,8 @@ def make_link(board, machine, clock, keys, cfg, log):
     r = board.get("radio") or {}
     kind = r.get("type", "")
     dev_eui, join_eui, app_key = keys.get("dev_eui"), keys.get("join_eui"), keys.get("app_key")
-    if kind in ("sx1276", "sx1262", "simulated"):
-        from cnode.lorawan.mac import Mac
-        from cnode.nvstore import NvsStore
-
-        if kind == "simulated":  # the virtual node: a radio and network in this process (hwsim)
-            from citynode.hwsim.virtual_board import radio  # type: ignore
-
-            modem = radio(clock, dev_eui, join_eui, app_key, log)
-        else:
-            modem = _lora_modem(kind, r["pins"], machine)
-        mac = Mac(modem, clock, NvsStore(nvs("cn_mac")), dev_eui, join_eui, app_key)
-        mac.adr = bool(cfg["adr"])
-        return mac
+    if kind in ("sx1276", "sx1262"):
+        return lora_mac(radio(r, machine), clock, cfg, dev_eui, join_eui, app_key)
     if kind in ("lora-e5", "rak3172"):
         pins = r.get("pins", {})
         uart = machine.UART(r.get("uart", 2), r.get("baud", 9600 if kind == "lora-e5" else 115200),
@@ -75,23 +65,47 @@ def make_link(board, machine, clock, keys, cfg, log):
     raise ValueError("radio type %r is not supported" % (kind,))
 
 
-def _lora_modem(kind, p, machine):
-    import lora  # type: ignore  # micropython-lib lora-sx127x / lora-sx126x with lora-sync (installed by mip)
+def lora_mac(modem, clock, cfg, dev_eui, join_eui, app_key):
+    """Our LoRaWAN MAC over a lora-sync modem, its session and counters in NVS."""
+    from cnode.lorawan.mac import Mac
+    from cnode.nvstore import NvsStore
+
+    mac = Mac(modem, clock, NvsStore(nvs("cn_mac")), dev_eui, join_eui, app_key)
+    mac.adr = bool(cfg["adr"])
+    return mac
+
+
+def radio(r, machine):
+    """micropython-lib's driver (lora-sx127x / lora-sx126x with lora-sync, installed by `citynode flash`) for
+    the board's radio section, set up as the board is wired: the SX1276 on the PA pin that reaches the antenna,
+    the SX1262 with its TCXO on DIO3, and both chips' image calibrated for 863-870 MHz (the driver does
+    neither by itself)."""
+    import lora  # type: ignore
+
+    from cnode.lorawan.region import JOIN_FREQS_KHZ
 
     Pin = machine.Pin
+    p = r["pins"]
     spi = machine.SPI(1, baudrate=2000000, sck=Pin(p["sck"]), mosi=Pin(p["mosi"]), miso=Pin(p["miso"]))
     cs = Pin(p["cs"], Pin.OUT, value=1)
-    if kind == "sx1276":
-        return lora.SX1276(spi, cs, dio0=Pin(p["dio0"], Pin.IN), dio1=Pin(p["dio1"], Pin.IN),
-                           reset=Pin(p["reset"], Pin.OUT))
-    return lora.SX1262(spi, cs, busy=Pin(p["busy"], Pin.IN), dio1=Pin(p["dio1"], Pin.IN),
-                       reset=Pin(p["reset"], Pin.OUT), dio3_tcxo_millivolts=p.get("tcxo_mv"))
+    if r["type"] == "sx1276":
+        m = lora.SX1276(spi, cs, dio0=Pin(p["dio0"], Pin.IN), dio1=Pin(p["dio1"], Pin.IN),
+                        reset=Pin(p["reset"], Pin.OUT))
+        # the PA pin first: output_power (set by the MAC on every configure) is mapped onto it
+        m.configure({"tx_ant": r["tx_ant"], "freq_khz": JOIN_FREQS_KHZ[0]})
+    else:
+        m = lora.SX1262(spi, cs, busy=Pin(p["busy"], Pin.IN), dio1=Pin(p["dio1"], Pin.IN),
+                        reset=Pin(p["reset"], Pin.OUT), dio3_tcxo_millivolts=r.get("dio3_tcxo_millivolts"))
+        m.configure({"freq_khz": JOIN_FREQS_KHZ[0]})
+        m.calibrate()  # RC oscillators, PLL, ADC (SX1261/2 DS 13.1.12)
+    m.calibrate_image()  # for the band of the configured frequency: 863-870 MHz in EU868
+    return m
 
 
 class Runner:
     """Everything one boot builds. Separate from main() so tests and the virtual node can drive cycles."""
 
-    def __init__(self, board, machine, clock, log=print, fs=osfs, root=""):
+    def __init__(self, board, machine, clock, log=print, fs=osfs, root="", link=None):
         self.board = board
         self.machine = machine
         self.clock = clock
@@ -107,7 +121,7 @@ class Runner:
             self.node = None
             return
         gc.collect()
-        self.link = make_link(board, machine, clock, self.keys, self.cfg, log)
+        self.link = link if link is not None else make_link(board, machine, clock, self.keys, self.cfg, log)
         gc.collect()
         try:
             fs.mkdir(root + "/q")
@@ -172,11 +186,6 @@ def sleep_deep(board, r, deep_sleep=None):
 def main(machine, time, deep_sleep=None):
     """Run forever on a board: wake, cycle, sleep (deep sleep keeps only RTC memory and flash)."""
     board = load()
-    if board.get("simulated"):  # the virtual node (unix port): twins and a network in-process, virtual time
-        from citynode.hwsim.virtual_board import run  # type: ignore
-
-        run(board)
-        return
     gc.collect()
     r = Runner(board, machine, time)
     wdt = machine.WDT(timeout=WDT_MS)
@@ -188,4 +197,13 @@ def main(machine, time, deep_sleep=None):
             machine.reset()
         if deep:
             machine.deepsleep(ms)
-        time.sleep_ms(ms)
+        sleep_fed(time, wdt, ms)
+
+
+def sleep_fed(time, wdt, ms):
+    """Sleep `ms` in steps of half the watchdog's timeout, feeding it between them (sleep_ms never does)."""
+    while ms > 0:
+        step = ms if ms < WDT_MS // 2 else WDT_MS // 2
+        time.sleep_ms(step)
+        wdt.feed()
+        ms -= step

@@ -100,6 +100,32 @@ def _gpio(value, chip: str, where: str) -> int:
     return n
 
 
+RADIO_KEYS = {"type", "pins", "source", "uart", "baud", "mqtt", "tx_ant", "tx_ant_source",
+              "dio3_tcxo_millivolts", "tcxo_source"}
+
+
+def _radio_chip_facts(radio: dict, rtype: str) -> None:
+    """The wiring facts the upstream driver needs: which SX1276 PA pin reaches the antenna, and whether an
+    SX1262 runs from a TCXO on DIO3 (and at what voltage). Misspelt keys are errors, never ignored."""
+    unknown = sorted(set(radio) - RADIO_KEYS)
+    if unknown:
+        raise ValueError(f"radio.{unknown[0]}: unknown key (known: {', '.join(sorted(RADIO_KEYS))})")
+    if rtype == "sx1276":
+        ant = _need(radio, "tx_ant", str, "radio")
+        if ant not in ("PA_BOOST", "RFO"):
+            raise ValueError(f"radio.tx_ant: {ant!r} is not PA_BOOST or RFO (the SX1276 pin wired to the antenna)")
+        _need(radio, "tx_ant_source", str, "radio")
+    elif "tx_ant" in radio:
+        raise ValueError(f"radio.tx_ant: only an SX1276 has a choice of PA pin, not a {rtype}")
+    if "dio3_tcxo_millivolts" in radio:
+        if rtype != "sx1262":
+            raise ValueError(f"radio.dio3_tcxo_millivolts: only an SX1262 powers its TCXO from DIO3, not a {rtype}")
+        mv = radio["dio3_tcxo_millivolts"]
+        if not isinstance(mv, int) or not 1600 <= mv <= 3300:
+            raise ValueError(f"radio.dio3_tcxo_millivolts: {mv!r} is not 1600..3300 (SX1261/2 DS 13.3.6)")
+        _need(radio, "tcxo_source", str, "radio")
+
+
 def _parse(raw: dict, path: Path) -> Board:
     name = _need(raw, "name", str, "")
     if name != path.stem:
@@ -124,6 +150,7 @@ def _parse(raw: dict, path: Path) -> Board:
             raise ValueError(f"radio.pins.{p}: missing (a {rtype} needs {', '.join(RADIO_PINS[rtype])})")
     radio["pins"] = {k: _gpio(v, chip, f"radio.pins.{k}") for k, v in pins.items()}
     _need(radio, "source", str, "radio")
+    _radio_chip_facts(radio, rtype)
 
     i2c = dict(_need(raw, "i2c", dict, ""))
     for k in ("scl", "sda"):

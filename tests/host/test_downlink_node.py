@@ -11,12 +11,9 @@ from citynode import commands
 from citynode.hwsim import machine as hw
 from citynode.hwsim import virtual_board
 from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_adc import BatteryTwin
-from citynode.hwsim.twin_bme280 import BME280Twin
 from citynode.hwsim.twin_uart_pm import SDS011Twin
 from cnode.config import Keys
 from cnode.nvsfile import NVS
-from cnode.runner import Runner
 
 BOARD = json.loads((Path(__file__).resolve().parents[2] / "boards" / "virtual.json").read_text())
 DEV = bytes.fromhex("70b3d57ed00000aa")
@@ -28,14 +25,11 @@ def node(tmp_path, monkeypatch):
     Keys(NVS("cn_keys")).set(DEV, bytes(8), bytes(range(16)))
     clock = VirtualClock(start_s=820540800)
     hw.use(clock)
-    r = Runner(BOARD, hw, clock, log=lambda m: None, root=".")
-    r.hw.i2c().attach(0x76, BME280Twin(clock))
+    r, vb = virtual_board.runner(BOARD, clock, log=lambda m: None, root=".")
     for s in r.sampler.slots:
         if type(s.driver).__name__ == "SDS011":
             s.driver.uart.attach(SDS011Twin(clock, lambda ms: {"pm2_5": 5.0 + ms // 300000 % 3, "pm10": 9.0}))
-        elif type(s.driver).__name__ == "Battery":
-            BatteryTwin(100000, 100000, 3900).attach(s.driver.adc)
-    ns = virtual_board._state["ns"]
+    ns = vb.ns
 
     def run(cycles):
         for _ in range(cycles):

@@ -5,9 +5,9 @@ import copy
 import json
 from pathlib import Path
 
-from citynode.hwsim import machine as hw
+from citynode.hwsim import virtual_board
 from citynode.hwsim.clock import VirtualClock
-from cnode.runner import Runner, sleep_deep
+from cnode.runner import sleep_deep
 
 BOARD = json.loads((Path(__file__).resolve().parents[2] / "boards" / "virtual.json").read_text())
 
@@ -15,9 +15,8 @@ BOARD = json.loads((Path(__file__).resolve().parents[2] / "boards" / "virtual.js
 def _runner(tmp_path, monkeypatch, board):
     monkeypatch.chdir(tmp_path)  # the node's flash (settings, NVS stand-in)
     clock = VirtualClock(start_s=820540800)
-    hw.use(clock)
     logs: list[str] = []
-    return Runner(board, hw, clock, log=logs.append, root="."), logs
+    return virtual_board.runner(board, clock, log=logs.append, root=".")[0], logs
 
 
 def test_deep_sleep_unless_the_board_file_says_otherwise(tmp_path, monkeypatch):

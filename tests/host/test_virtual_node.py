@@ -16,6 +16,7 @@ BOARD = {"name": "virtual", "chip": "esp32", "flash_offset": "0x1000", "simulate
                      {"driver": "sds011", "bus": "uart", "uart": 1}],
          "battery": {"adc": 35, "r1": 100000, "r2": 100000}}
 DEV_EUI = "70b3d57ed0000099"
+RUN = "import json\nfrom citynode.hwsim import virtual_board\nvirtual_board.run(json.load(open('board.json')))\n"
 
 
 def _mp(folder, code):
@@ -28,7 +29,7 @@ def test_runner_joins_and_its_uplinks_decode(tmp_path):
     keys = ("from cnode.config import Keys\nfrom cnode.nvsfile import NVS\n"
             f"Keys(NVS('cn_keys')).set(bytes.fromhex('{DEV_EUI}'), bytes(8), bytes(range(16)))\n")
     assert _mp(tmp_path, keys).returncode == 0
-    proc = _mp(tmp_path, "import machine\nfrom cnode import runner\nrunner.main(machine, None)\n")
+    proc = _mp(tmp_path, RUN)
     assert proc.returncode == 0, proc.stderr
     assert "joined" in proc.stdout and "virtual node: 30 cycles done" in proc.stdout
     lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
@@ -49,7 +50,7 @@ def test_runner_joins_and_its_uplinks_decode(tmp_path):
 
 def test_unprovisioned_node_says_so_and_sends_nothing(tmp_path):
     (tmp_path / "board.json").write_text(json.dumps(dict(BOARD, simulated={"cycles": 2})))
-    proc = _mp(tmp_path, "import machine\nfrom cnode import runner\nrunner.main(machine, None)\n")
+    proc = _mp(tmp_path, RUN)
     assert proc.returncode == 0, proc.stderr
     assert "not provisioned" in proc.stdout
     assert not [x for x in proc.stdout.splitlines() if x.startswith("{")]

@@ -161,9 +161,10 @@ class Mac:
         return 255 if self._battery is None else self._battery()
 
     def margin(self):
-        """DevStatusAns margin: SNR of the last downlink in dB, 6-bit signed (-32..31)."""
-        s = self.last_snr
-        return -32 if s < -32 else (31 if s > 31 else int(s))
+        """DevStatusAns margin: SNR of the last downlink in dB rounded to the nearest integer, 6-bit signed
+        (-32..31). The driver reports SNR in dB x 4 (micropython-lib lora: RxPacket.snr)."""
+        s = (int(self.last_snr) + 2) >> 2
+        return -32 if s < -32 else (31 if s > 31 else s)
 
     def request_link_check(self):
         self._link_check = True
@@ -275,7 +276,7 @@ class Mac:
             pkt = self.modem.recv(timeout_ms=timeout)
             if pkt is None or not getattr(pkt, "valid_crc", True):
                 continue
-            self.last_snr = getattr(pkt, "snr", 0)
+            self.last_snr = getattr(pkt, "snr", 0)  # dB x 4
             try:
                 if join:
                     self._accept_join(pkt, len(pkt))

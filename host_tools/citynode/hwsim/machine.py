@@ -15,7 +15,8 @@ WDT_RESET = 3
 DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
 
-_state = {"clock": None, "reset_cause": PWRON_RESET, "rtc_memory": b"", "wires": {}, "spi": {}}
+_state = {"clock": None, "reset_cause": PWRON_RESET, "rtc_memory": b"", "wires": {}, "spi": {}, "i2c": {},
+          "uart": {}, "adc": {}}
 _IDLE_MAX_US = 10000  # idle() returns at the next interrupt or after one FreeRTOS tick (100 Hz on ESP32)
 
 
@@ -39,8 +40,8 @@ def use(clock):
     """Bind the double to a virtual clock and install it as `machine` for the firmware. The board's wiring
     (wires and SPI peers) starts empty: twins attach to pins by number, as they are soldered on a board."""
     _state["clock"] = clock
-    _state["wires"] = {}
-    _state["spi"] = {}
+    for k in ("wires", "spi", "i2c", "uart", "adc"):
+        _state[k] = {}
     sys.modules["machine"] = sys.modules[__name__]
 
 
@@ -84,6 +85,28 @@ def attach_spi(sck, peer):
     """Wire an SPI device (a twin with transfer(bytes) -> bytes) to the bus whose clock is on GPIO `sck`."""
     _state["spi"][sck] = peer
     return peer
+
+
+def attach_i2c(scl, addr, device):
+    """Wire an I2C device (write(bytes)/read(n)) at `addr` on the bus whose SCL is GPIO `scl`."""
+    _state["i2c"].setdefault(scl, {})[addr] = device
+    return device
+
+
+def attach_uart(rx, peer):
+    """Wire a UART device (on_write(uart, data), pump(uart, ms)) whose TX line reaches GPIO `rx`."""
+    _state["uart"][rx] = peer
+    return peer
+
+
+def attach_adc(pin, source):
+    """A voltage source (fn(monotonic ms) -> microvolts) on ADC pin `pin`."""
+    _state["adc"][pin] = source
+    return source
+
+
+def _gpio(p):
+    return p.id if isinstance(p, Pin) else p
 
 
 def clock():
@@ -211,7 +234,7 @@ class Pin:
 
 class I2C:
     def __init__(self, id=0, scl=None, sda=None, freq=400000, timeout=50000):
-        self.devices = {}
+        self.devices = _state["i2c"].setdefault(_gpio(scl), {}) if scl is not None else {}
         self.faults = {}  # addr -> [kind, remaining]
         self.stuck = False
         self.bytes_moved = 0
@@ -293,6 +316,8 @@ class UART:
 
     def __init__(self, id=1, baudrate=9600, bits=8, parity=None, stop=1, tx=None, rx=None, timeout=0,
                  rxbuf=256, peer=None):
+        if peer is None and rx is not None:
+            peer = _state["uart"].get(_gpio(rx))
         self.baudrate = baudrate
         self.timeout = timeout
         self.peer = peer
@@ -439,7 +464,7 @@ class ADC:
     def __init__(self, pin, atten=3):
         self.pin = pin
         self.uv = 0  # simulation sets the voltage at the pin, in microvolts
-        self.source = None  # or a function of monotonic ms giving microvolts
+        self.source = _state["adc"].get(_gpio(pin))  # or a function of monotonic ms giving microvolts
 
     def atten(self, a):
         pass

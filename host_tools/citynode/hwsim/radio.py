@@ -29,7 +29,8 @@ class Tx:
 
 
 class RxPacket(bytearray):
-    """What lora-sync's recv() returns: the payload bytes plus ticks_ms, snr, rssi and valid_crc."""
+    """What lora-sync's recv() returns: the payload bytes plus ticks_ms, snr (dB x 4, as the driver reports
+    it), rssi (dBm) and valid_crc."""
 
     def __init__(self, data, ticks_ms=0, snr=0, rssi=0, valid_crc=True):
         super().__init__(data)
@@ -108,7 +109,9 @@ def _bw_khz(bw):
 
 
 class SimModem:
-    """Stands in for lora.SX1276/SX1262 with lora-sync: the MAC cannot tell the difference."""
+    """Stands in for lora.SX1276/SX1262 with lora-sync at the API level, for fast unit tests: what it returns
+    is in the driver's units (snr in dB x 4). The end-to-end tests run the upstream driver on a register-level
+    twin instead (twin_sx127x, twin_sx126x)."""
 
     def __init__(self, air, name="node", snr=7, rssi=-95, clock=None):
         self.air = air
@@ -169,8 +172,8 @@ class SimModem:
         if rx_packet is not None:
             rx_packet[:] = data
             rx_packet.ticks_ms = c.ticks_ms()
-            rx_packet.snr = self.snr
+            rx_packet.snr = self.snr * 4
             rx_packet.rssi = self.rssi
             rx_packet.valid_crc = True
             return rx_packet
-        return RxPacket(data, c.ticks_ms(), self.snr, self.rssi, True)
+        return RxPacket(data, c.ticks_ms(), self.snr * 4, self.rssi, True)

@@ -1,43 +1,163 @@
-# The "simulated" board of the virtual node: sensor twins on the hardware double, and a LoRa radio whose air,
-# gateway and network server live in the same process, all on a virtual clock. The node's firmware runs
-# unchanged (cnode.runner); every uplink the network server accepts is printed as a line that
-# `citynode decode` reads: {"fport": 2, "hex": "...", "device": "<DevEUI>"}. MicroPython-compatible.
+# The virtual board: a board file's hardware as twins on the machine double, wired where the file says (sensor
+# twins on its I2C/UART/pins, the radio chip's twin on its SPI pins, the battery on its ADC), an air with one
+# gateway and a network server that knows the device, all on one virtual clock. The firmware runs unchanged
+# (cnode.runner builds its radio with micropython-lib's driver, as on a board); every uplink the network
+# accepts is printed as a line `citynode decode` reads: {"fport": 2, "hex": "...", "device": "<DevEUI>"}.
+# The "simulated" radio type is the API-level modem (SimModem), for a machine without the upstream driver.
+# MicroPython-compatible (the unix port runs it in the node's process).
 import json
 import sys
 
 from citynode.hwsim import machine as hw
 from citynode.hwsim.clock import VirtualClock
 from citynode.hwsim.radio import Air, SimModem
-from citynode.hwsim.twin_adc import BatteryTwin
-from citynode.hwsim.twin_bme280 import BME280Twin
-from citynode.hwsim.twin_uart_pm import SDS011Twin
 from citynode.netserver import NetworkServer
 
-_state = {}
+START_S = 820540800  # 2026-01-01 in the node's epoch (seconds since 2000)
+POSITION_E5 = (5227990, 804720)  # Osnabrück, Neumarkt: the GPS twin's fix (degrees x 1e5)
 
 
-def radio(clock, dev_eui, join_eui, app_key, log):
-    """A modem on an air with one gateway and a network server that knows this device's keys."""
-    air = Air(clock)
-    ns = NetworkServer(air)
-    ns.add_gateway()
-    dev = ns.add_device(dev_eui, app_key, join_eui)
-    seen = [0]
-
-    def report():
-        for up in dev.uplinks[seen[0]:]:
-            if up.port > 0:
-                sys.stdout.write(json.dumps({"fport": up.port, "hex": "".join("%02x" % b for b in up.data),
-                                             "device": "".join("%02x" % b for b in dev_eui)}) + "\n")
-        seen[0] = len(dev.uplinks)
-
-    air.after(report)
-    _state["ns"] = ns
-    return SimModem(air, "vnode")
+def _num(v):
+    return int(v, 0) if isinstance(v, str) else int(v)
 
 
-def _series(ms):
-    return {"pm2_5": 6.0 + (ms // 60000) % 7, "pm10": 11.0 + (ms // 60000) % 9}
+def _pm(ms):
+    return {"pm1": 4.0 + (ms // 60000) % 5, "pm2_5": 6.0 + (ms // 60000) % 7, "pm10": 11.0 + (ms // 60000) % 9}
+
+
+class VirtualBoard:
+    """Twins for everything the board file wires, and the network beyond the antenna. `uplinks` holds what the
+    network server accepted (port > 0) as (fport, bytes); `out(line)` (if given) gets each as a JSON line."""
+
+    def __init__(self, board, clock, dev_eui, app_key, join_eui=bytes(8), out=None):
+        hw.use(clock)
+        self.board = board
+        self.clock = clock
+        self.dev_eui = bytes(dev_eui)
+        self.air = Air(clock)
+        self.ns = NetworkServer(self.air)
+        self.ns.add_gateway()
+        self.dev = self.ns.add_device(dev_eui, app_key, join_eui)
+        self.out = out
+        self.uplinks = []
+        self.twins = {}
+        self.radio = None  # the radio chip's twin (SX1276 / SX1262) or the AT modem's
+        self._sensors()
+        self._radio()
+        self.air.after(self._report)
+
+    # --- wiring ------------------------------------------------------------------------------------------
+    def _uart_rx(self, uid):
+        for u in self.board.get("uarts", ()):
+            if u["id"] == uid:
+                return u["rx"]
+        raise ValueError("the board has no uart %d" % uid)
+
+    def _sensors(self):
+        b = self.board
+        c = self.clock
+        scl = (b.get("i2c") or {}).get("scl")
+        for s in b.get("sensors", ()):
+            d = s["driver"]
+            bus = s.get("bus")
+            if bus == "i2c":
+                addr = _num(s["address"])
+                if d == "bme280":
+                    from citynode.hwsim.twin_bme280 import BME280Twin as T
+                elif d == "sht4x":
+                    from citynode.hwsim.twin_sensirion import SHT4xTwin as T
+                elif d == "scd4x":
+                    from citynode.hwsim.twin_sensirion import SCD4xTwin as T
+                else:
+                    continue
+                self.twins[d] = hw.attach_i2c(scl, addr, T(c))
+            elif bus == "uart":
+                rx = self._uart_rx(s.get("uart", 1))
+                if d == "sds011":
+                    from citynode.hwsim.twin_uart_pm import SDS011Twin
+                    t = SDS011Twin(c, _pm)
+                elif d == "pms5003":
+                    from citynode.hwsim.twin_uart_pm import PMS5003Twin
+                    t = PMS5003Twin(c, _pm)
+                elif d == "gps_nmea":
+                    from citynode.hwsim.twin_gps import GpsTwin
+                    t = GpsTwin(c, position=lambda ms: POSITION_E5)
+                else:
+                    continue
+                self.twins[d] = hw.attach_uart(rx, t)
+            elif bus == "pin" or "pin" in s:
+                from citynode.hwsim.twin_mobility import PulseTwin
+                self.twins[d] = PulseTwin(hw.wire(s["pin"]), c, [40] * 24 * 30)
+        bat = b.get("battery") or {}
+        if "adc" in bat:
+            from citynode.hwsim.twin_adc import BatteryTwin
+            t = BatteryTwin(bat["r1"], bat["r2"], 3900)
+            self.twins["battery"] = t
+            hw.attach_adc(bat["adc"], t.sample)
+
+    def _radio(self):
+        r = self.board.get("radio") or {}
+        kind = r.get("type")
+        p = r.get("pins", {})
+        c = self.clock
+        if kind == "sx1276":
+            from citynode.hwsim.twin_sx127x import SX1276Twin
+            self.radio = SX1276Twin(c, self.air, p["sck"], p["cs"], reset=p.get("reset"), dio0=p.get("dio0"),
+                                    dio1=p.get("dio1"), pa_pin=r["tx_ant"], name="vnode")
+        elif kind == "sx1262":
+            from citynode.hwsim.twin_sx126x import SX1262Twin
+            self.radio = SX1262Twin(c, self.air, p["sck"], p["cs"], p["busy"], dio1=p.get("dio1"),
+                                    reset=p.get("reset"), tcxo_mv=r.get("dio3_tcxo_millivolts"), name="vnode")
+        elif kind in ("lora-e5", "rak3172"):
+            from citynode.hwsim import twin_atmodem
+            t = (twin_atmodem.LoRaE5Twin if kind == "lora-e5" else twin_atmodem.RAK3172Twin)(c)
+            self.radio = hw.attach_uart(p["rx"], t)
+
+    def link(self, dev_eui, join_eui, app_key):
+        """The API-level link for the "simulated" radio type (no driver, no chip); None for a board whose
+        runner builds its own link from the board file. (The runner applies its settings, ADR included.)"""
+        if (self.board.get("radio") or {}).get("type") != "simulated":
+            return None
+        from cnode.runner import lora_mac
+
+        return lora_mac(SimModem(self.air, "vnode"), self.clock, {"adr": True}, dev_eui, join_eui, app_key)
+
+    # --- what reached the network ------------------------------------------------------------------------
+    def _report(self):
+        ups = self.dev.uplinks
+        for up in ups[len(self.uplinks):]:
+            self.uplinks.append((up.port, bytes(up.data)))
+            if up.port > 0 and self.out is not None:
+                self.out(json.dumps({"fport": up.port, "hex": "".join("%02x" % b for b in up.data),
+                                     "device": "".join("%02x" % b for b in self.dev_eui)}))
+
+    def poll_modem(self):
+        """Uplinks an AT modem twin delivered (it is its own network): reported like the network server's."""
+        t = self.radio
+        if t is None or not hasattr(t, "network"):
+            return
+        for item in t.network[len(self.uplinks):]:
+            port, frame = item[1], item[2]
+            self.uplinks.append((port, bytes(frame)))
+            if port > 0 and self.out is not None:
+                self.out(json.dumps({"fport": port, "hex": "".join("%02x" % b for b in frame),
+                                     "device": "".join("%02x" % b for b in self.dev_eui)}))
+
+
+def runner(board, clock, log=print, root=".", out=None):
+    """A Runner on the virtual board, built as on a board (keys from NVS); returns (runner, virtual board)."""
+    from cnode.config import Keys
+    from cnode.runner import Runner, nvs
+
+    keys = Keys(nvs("cn_keys"))
+    vb = VirtualBoard(board, clock, keys.get("dev_eui") or bytes(8), keys.get("app_key") or bytes(16),
+                      keys.get("join_eui") or bytes(8), out=out)
+    if (board.get("radio") or {}).get("type") in ("sx1276", "sx1262"):
+        from citynode.hwsim import lora_lib
+
+        lora_lib.load(clock)  # the driver's time is the board's clock
+    link = vb.link(keys.get("dev_eui"), keys.get("join_eui"), keys.get("app_key")) if keys.present() else None
+    return Runner(board, hw, clock, log=log, root=root, link=link), vb
 
 
 def _fresh_network():
@@ -54,28 +174,16 @@ def _fresh_network():
     n.commit()
 
 
-def run(board, cycles=None, start_s=820540800):
-    """Boot the firmware on the simulated board and run `cycles` wake periods of virtual time."""
-    from cnode.runner import Runner
-
+def run(board, cycles=None, start_s=START_S):
+    """Boot the firmware on the virtual board and run `cycles` wake periods of virtual time."""
     _fresh_network()
-    clock = VirtualClock(start_s=start_s)  # 2026-01-01 in the node's epoch (seconds since 2000)
-    hw.use(clock)
+    clock = VirtualClock(start_s=start_s)
     sim = board.get("simulated") or {}
     n = cycles if cycles is not None else sim.get("cycles", 24)
-    r = Runner(board, hw, clock, root=".")  # the unix port's folder is the node's flash
-    i2c = r.hw.i2c()
-    if 0x76 not in i2c.devices:
-        i2c.attach(0x76, BME280Twin(clock))
-    for s in r.sampler.slots:
-        d = s.driver
-        name = type(d).__name__
-        if name == "SDS011":
-            d.uart.attach(SDS011Twin(clock, _series))
-        elif name == "Battery":
-            BatteryTwin(board["battery"]["r1"], board["battery"]["r2"], 3900).attach(d.adc)
+    r, vb = runner(board, clock, out=lambda line: sys.stdout.write(line + "\n"))
     for _ in range(n):
         ms = r.cycle()
+        vb.poll_modem()
         clock.sleep_ms(ms)
     print("virtual node: %d cycles done" % n)
     return r
