@@ -12,8 +12,10 @@ from .flash import MARKER, FlashError, FlashInterrupted, JobProgress, flash, mon
 
 def register(sub) -> None:
     p = add_command(sub, "flash", cmd_flash,
-                    "Flash MicroPython, install the app and its config, verify, and run the node's self-test.",
-                    "citynode flash --board heltec-wifi-lora-32-v3 --port /dev/ttyUSB0")
+                    "Flash MicroPython, install the app, its radio drivers (micropython-lib) and its config, verify, "
+                    "and run the node's self-test.",
+                    "citynode flash --board heltec-wifi-lora-32-v3 --port /dev/ttyUSB0\n"
+                    "  citynode flash --board tbeam --port /dev/ttyUSB0 --mip-index ~/mirror/micropython-lib")
     p.add_argument("--board", required=True, help="board name (see `citynode boards`)")
     p.add_argument("--port", help="device path or pyserial URL (socket://host:port); default: the one board "
                                   "plugged in")
@@ -29,6 +31,10 @@ def register(sub) -> None:
     p.add_argument("--allow-unpinned", action="store_true",
                    help="download a board image that has no SHA-256 in its board file and print its SHA-256")
     p.add_argument("--connect-attempts", type=int, default=3, help="tries to reach the ROM loader (default 3)")
+    p.add_argument("--mip-index", metavar="URL|DIR",
+                   help="mip index for micropython-lib's radio drivers (lora, pinned in mip-lock.json): an "
+                        "http(s) URL or a local copy of the index; default $CITYNODE_MIP_INDEX or "
+                        "https://micropython.org/pi/v2 (verified sources are cached, so --offline works afterwards)")
 
     p = add_command(sub, "boards", cmd_boards, "List the supported boards.", "citynode boards --json")
     p.add_argument("--json", action="store_true",
@@ -48,7 +54,7 @@ def cmd_flash(args) -> int:
         report = flash(board, port=args.port, firmware=args.firmware, baud=args.baud, no_reset=args.no_reset,
                        no_stub=args.no_stub, image_only=args.image_only, repl_port=args.repl_port,
                        progress=progress, offline=args.offline, allow_unpinned=args.allow_unpinned,
-                       connect_attempts=args.connect_attempts)
+                       connect_attempts=args.connect_attempts, mip_index=args.mip_index)
     except KeyboardInterrupt:
         progress.finish()
         where = args.port or "the board"

@@ -28,6 +28,11 @@ def register(sub) -> None:
     p.add_argument("--power-cuts", type=int, default=0, help="cut power at N random moments")
     p.add_argument("--deep-sleep", action="store_true", help="reboot through deep sleep after every cycle")
     p.add_argument("--heap", default="192K", help="MicroPython heap per node with --runtime micropython")
+    p.add_argument("--board", help="every node is this board (a name from `citynode boards`); with --runtime "
+                   "micropython its LoRa chip is a register-level twin under micropython-lib's driver (default: "
+                   "the virtual board, an SX1276)")
+    p.add_argument("--mip-index", metavar="URL|DIR", help="where the radio drivers come from (micropython-lib's mip "
+                   "index, or an offline copy; default the public index, then the local cache)")
     p.add_argument("--out", help="write the samples the network decoded (JSON lines)")
     p.add_argument("--frames", help="write every LoRaWAN PHY frame with its keys (JSON lines)")
     p.add_argument("--report", help="write the report (JSON)")
@@ -83,6 +88,35 @@ def replay_series(paths: list[str]):
     return start, env_series, (pm_series if pm is not None else None), counter
 
 
+def radio_lib(board, index) -> str | None:
+    """A folder with micropython-lib's `lora` package for the board's chip (verified against the lock and
+    compiled, as `citynode flash` installs it), or None (said on stderr) when the drivers cannot be had: the
+    simulation then runs the API-level modem."""
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from .mip import MipError, driver_files
+
+    try:
+        files = driver_files(board, index)
+    except MipError as e:
+        print(f"citynode simulate: no radio driver ({e}); running the API-level modem instead of the "
+              f"{board.radio['type']} twin", file=sys.stderr)
+        return None
+    if not files:
+        return None
+    h = hashlib.sha256(b"".join(p.encode() + d for p, d in files)).hexdigest()[:16]
+    lib = Path(tempfile.gettempdir()) / f"citynode-lora-{h}"
+    if not (lib / ".done").exists():
+        for path, data in files:
+            dest = lib / path.removeprefix("lib/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        (lib / ".done").write_text("ok")
+    return str(lib)
+
+
 def cmd_simulate(args) -> int:
     from .fleet.sim import SimConfig, Simulation
 
@@ -97,6 +131,13 @@ def cmd_simulate(args) -> int:
         print("citynode simulate: counting nodes stay in light sleep (a pulse counter counts in RAM between "
               "cycles); --deep-sleep does not apply to them", file=sys.stderr)
         cfg.deep_sleep = False
+    if args.board or args.runtime == "micropython":
+        from .boards import get_board
+
+        board = get_board(args.board or "virtual")
+        cfg.board = board.node_config()
+        if args.runtime == "micropython":
+            cfg.radio_lib = radio_lib(board, args.mip_index)
     if args.runtime == "micropython":
         from .fleet.mp import run_micropython
 

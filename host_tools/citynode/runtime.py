@@ -14,6 +14,9 @@ from .errors import CitynodeError
 FIRMWARE_DIR = Path(cnode.__file__).resolve().parent.parent
 HOST_DIR = Path(__file__).resolve().parent.parent
 MP_DIR = Path(__file__).resolve().parent / "mp"
+# the host modules a node process loads when its radio chip runs as a twin (citynode/mp/node_main.py): compiled
+# beside the firmware as the package citynode.hwsim, whose folder then holds every submodule the node imports
+NODE_HWSIM = ("__init__", "machine", "radio", "lora_lib", "twin_sx127x", "twin_sx126x")
 
 
 def micropython_exe() -> str:
@@ -42,7 +45,10 @@ def compiled_firmware(dest: Path | None = None) -> Path:
     import tempfile
 
     srcs = sorted((FIRMWARE_DIR / "cnode").rglob("*.py"))
+    hwsim = [HOST_DIR / "citynode" / "__init__.py"] + [HOST_DIR / "citynode" / "hwsim" / f"{m}.py" for m in NODE_HWSIM]
     h = hashlib.sha256()
+    for s in hwsim:
+        h.update(s.read_bytes())
     for s in srcs:
         h.update(str(s.relative_to(FIRMWARE_DIR)).encode())
         h.update(s.read_bytes())
@@ -62,6 +68,13 @@ def compiled_firmware(dest: Path | None = None) -> Path:
             raise CitynodeError(f"mpy-cross failed on {s}: {proc.stderr.strip()}")
     # the MicroPython side of `simulate --runtime micropython`, compiled too (as top-level modules): compiling
     # its source on the node would cost heap, and importing it from the host package would load that package
+    for s in hwsim:
+        rel = s.relative_to(HOST_DIR)
+        out = dest / rel.with_suffix(".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([cross, "-o", str(out), "-s", str(rel), str(s)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CitynodeError(f"mpy-cross failed on {s}: {proc.stderr.strip()}")
     for src, name in ((MP_DIR / "node_main.py", "cn_node_main"),
                       (HOST_DIR / "citynode" / "hwsim" / "counting_queue.py", "cn_counting_queue")):
         proc = subprocess.run([cross, "-o", str(dest / f"{name}.mpy"), "-s", f"{name}.py", str(src)],

@@ -1,58 +1,53 @@
-"""End to end at the bench: `citynode flash` writes the image to a simulated ESP32 ROM loader and installs the
-real firmware on a virtual node, `citynode provision` writes its keys, the node boots the flashed app, joins
-the simulated network and sends uplinks that `citynode decode` reads back."""
+"""End to end at the bench, for every board file: `citynode flash` writes the image to a simulated ESP32 ROM
+loader and installs the app with micropython-lib's radio drivers (from the mip index, over HTTP on loopback),
+`citynode provision` writes the keys, the node boots what was flashed with each chip of the board as a twin
+(the SX1276 / SX1262 twins under the unmodified upstream driver), joins, and what `citynode decode` reads back
+is what the twins measured."""
 from __future__ import annotations
 
-import json
-import os
-import random
-import sqlite3
-import subprocess
-import sys
-from pathlib import Path
+import pytest
 
-from citynode.cli import main
-from citynode.hwsim.esp32rom import Esp32RomSim
-from citynode.hwsim.vnode import HOST_DIR, VirtualNode, micropython_exe
+from bringup import bring_up
+from citynode.hwsim.twin_bme280 import diurnal
+from citynode.hwsim.virtual_board import START_S, _pm
 
-TWINS = {"bme280": 0x76, "sds011": 1, "adc_uv": 1_950_000}  # 1.95 V at the pin of a 100k/100k divider
+BOARDS = ("heltec-wifi-lora-32-v2", "heltec-wifi-lora-32-v3", "ttgo-lora32-v2.1", "tbeam", "esp32-devkit-lora-e5",
+          "virtual")
+CONFIGURED_DBM = 14  # EU868 default: 16 dBm EIRP less the MAC's 2 dBi antenna gain (cnode.lorawan.mac)
 
 
-def test_flash_provision_boot_join_and_decode(tmp_path, capsys):
-    fw = tmp_path / "micropython.bin"
-    fw.write_bytes(b"\x00" + random.Random(3).randbytes(60_000))
-    reg = tmp_path / "registry.db"
-    with Esp32RomSim() as sim, VirtualNode(twins=TWINS) as node:
-        rc = main(["flash", "--board", "virtual", "--port", sim.url, "--repl-port", node.port,
-                   "--firmware", str(fw), "--no-reset", "--connect-attempts", "1"])
-        out = capsys.readouterr()
-        assert rc == 0, out.err
-        assert "verified" in out.out
-        assert bytes(sim.flash[0x1000:0x1000 + len(fw.read_bytes())]) == fw.read_bytes()
-        rc = main(["provision", "--registry", str(reg), "--board", "virtual", "--port", node.port])
-        out = capsys.readouterr()
-        assert rc == 0, out.err
-        dev_eui = out.out.split()[0].lower()
-        keys = sqlite3.connect(reg).execute("select app_key from devices").fetchall()
-        assert len(keys) == 1
-        app_key_hex = keys[0][0] if isinstance(keys[0][0], str) else keys[0][0].hex()
-        assert app_key_hex.lower() not in (out.out + out.err).lower()
-        # the node boots what was flashed (main.py guards app_main.py) on the simulated board
-        env = dict(os.environ, MICROPYPATH=os.pathsep.join((".", str(node.fs / "lib"), str(node._sys), str(HOST_DIR))))
-        boot = subprocess.run([micropython_exe(), "-X", "heapsize=4M", "main.py"], cwd=node.fs, env=env,
-                              capture_output=True, text=True, timeout=300)
-    assert boot.returncode == 0, boot.stdout[-2000:] + boot.stderr[-2000:]
-    assert "joined" in boot.stdout
-    lines = [x for x in boot.stdout.splitlines() if x.startswith("{")]
-    assert lines, boot.stdout[-2000:]
-    dec = subprocess.run([str(Path(sys.executable).with_name("citynode")), "decode"], input="\n".join(lines) + "\n",
-                         capture_output=True, text=True)
-    assert dec.returncode == 0, dec.stderr
-    samples = [json.loads(x) for x in dec.stdout.splitlines()]
-    assert len(samples) >= 30 - 12  # everything older than the longest wait (max_latency_s, 1 h)
-    assert {s["device"] for s in samples} == {dev_eui}
-    v = samples[1]["values"]
-    assert 6.0 <= v["pm2_5"] <= 12.0 and 11.0 <= v["pm10"] <= 19.0  # the simulated board's SDS011 series
-    assert 0 < v["temperature"] < 40
-    bat = [s["values"]["battery"] for s in samples if "battery" in s["values"]]
-    assert bat and all(3.85 <= b <= 3.95 for b in bat)  # read every 12th cycle
+def _series(t_s: int) -> dict:
+    return diurnal((t_s - START_S) * 1000)
+
+
+@pytest.mark.mipindex
+@pytest.mark.parametrize("name", BOARDS)
+def test_flash_to_first_decoded_uplink(name, tmp_path, mip_url):
+    r = bring_up(name, mip_url, tmp_path, uplinks=3)
+    samples = r["samples"]
+    assert samples and {s["device"] for s in samples} == {r["dev_eui"]}
+    world = r["world"]
+    ups = [x for x in world["air"] if not x["down"]]
+    if world["radio"] in ("SX1276Twin", "SX1262Twin"):
+        # what the chip radiated, from its registers: the configured power on the antenna, every uplink
+        assert ups and all(x["power_dbm"] == CONFIGURED_DBM for x in ups), ups
+        assert all(x["freq_khz"] in (868100, 868300, 868500) and x["bw_khz"] == 125 for x in ups)
+        assert any(x["down"] for x in world["air"])  # the join-accept came down (and was heard: it joined)
+        if world["radio"] == "SX1276Twin":
+            assert world["image_cal_khz"] == 868100  # calibrated for the band in use, not the 434 MHz default
+        else:
+            assert world["tcxo_enabled_mv"] == 1800 and world["image_cal_mhz"] == [860, 876]
+    for s in samples:
+        v = s["values"]
+        want = _series(s["t"] - 946684800) if "temperature" in v else None
+        if want is not None:  # the BME280 / SHT4x twins' series at the sample's time (mean of a few reads)
+            assert v["temperature"] == pytest.approx(want["temperature"], abs=0.3), s
+            assert v["humidity"] == pytest.approx(want["humidity"], abs=2.0), s
+        if "pressure" in v:
+            assert v["pressure"] == pytest.approx(want["pressure"], abs=60), s
+        if "pm2_5" in v:  # the PM twins' series over the sampling window (a minute either side)
+            ms = (s["t"] - 946684800 - START_S) * 1000
+            window = [_pm(ms + d)["pm2_5"] for d in range(-60000, 60001, 1000)]
+            assert min(window) - 0.1 <= v["pm2_5"] <= max(window) + 0.1, s
+        if "co2" in v:
+            assert v["co2"] == pytest.approx(want["co2"] if want else _series(s["t"] - 946684800)["co2"], abs=30)

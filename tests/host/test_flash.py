@@ -29,6 +29,15 @@ from citynode.hwsim.esp32rom import Esp32RomSim
 from citynode.hwsim.vnode import VirtualNode, micropython_exe
 
 BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
+MIP_INDEX = Path(__file__).resolve().parents[3] / "shared" / "mip-index"
+
+
+@pytest.fixture(autouse=True)
+def _radio_drivers_from_the_local_index(monkeypatch, tmp_path):
+    """install_app/flash fetch micropython-lib's radio drivers for LoRa boards: here from the local copy of the
+    index (never the public one), into a cache of this test's own."""
+    monkeypatch.setenv("CITYNODE_MIP_INDEX", str(MIP_INDEX))
+    monkeypatch.setenv("CITYNODE_CACHE", str(tmp_path / "citynode-cache"))
 
 
 def image(n: int, seed: int = 7) -> bytes:
@@ -114,7 +123,7 @@ def test_boards_json_cli(capsys):
     rows = json.loads(capsys.readouterr().out)
     v2 = next(r for r in rows if r["name"] == "heltec-wifi-lora-32-v2")
     assert v2["chip"] == "esp32" and v2["flash_offset"] == 4096 and v2["radio"]["type"] == "sx1276"
-    assert len(rows) == 6 and sum(r["radio"]["type"] == "simulated" for r in rows) == 1
+    assert len(rows) == 6 and sum(r["radio"]["type"] == "sx1276" for r in rows) == 4  # the virtual board too
 
 
 def test_wrong_board_name_on_the_cli_is_one_line(capsys):
@@ -353,10 +362,10 @@ def test_install_app_selftest_and_reboot_into_the_app(app_src):
         result = install_app(node.port, board)
         assert result.failures == []
         table = result.table()
-        assert "bme280       ok      i2c 0x76 answers" in table
-        assert "app          ok      cnode imports" in table
-        assert "pms5003      skip" in table
-        assert "sensors      skip    no cnode.board in this app" in table
+        assert "bme280        ok      i2c 0x76 answers" in table
+        assert "app           ok      cnode imports" in table
+        assert "pms5003       skip" in table
+        assert "sensors       skip    no cnode.board in this app" in table
         fs = node.fs
         assert not (fs / MARKER).exists()
         kept = json.loads((fs / "board.json").read_text())  # where firmware/cnode/board.py reads it
@@ -398,7 +407,7 @@ def test_full_flash_via_cli(app_src, fw_file, capsys):
         assert not (node.fs / MARKER).exists()
     out = capsys.readouterr()
     assert rc == 0, out.err
-    assert "verified" in out.out and "bme280       ok" in out.out
+    assert "verified" in out.out and "bme280        ok" in out.out
 
 
 def test_full_flash_with_a_missing_sensor_exits_1(app_src, fw_file, capsys):
@@ -407,7 +416,7 @@ def test_full_flash_with_a_missing_sensor_exits_1(app_src, fw_file, capsys):
                    "--firmware", str(fw_file), "--no-reset", "--connect-attempts", "1"])
     out = capsys.readouterr()
     assert rc == 1
-    assert "bme280       FAIL    i2c 0x76 does not answer" in out.out
+    assert "bme280        FAIL    i2c 0x76 does not answer" in out.out
     assert out.err == ("citynode flash: error: self-test failed: bme280 (i2c 0x76 does not answer); "
                        f"the node is marked unfinished ({MARKER})\n")
 
@@ -489,8 +498,8 @@ def test_selftest_powers_the_vext_rail_on_heltec_boards(app_src):
     assert board.power["vext"] == {"pin": 36, "active": 0}
     with VirtualNode(i2c=[0x44, 0x62]) as node:
         result = install_app(node.port, board, no_reset=True)
-    assert [r[:2] for r in result.rows] == [("micropython", "ok"), ("app", "ok"), ("i2c", "ok"), ("sht4x", "ok"),
-                                            ("scd4x", "ok"), ("sensors", "skip")]
+    assert [r[:2] for r in result.rows] == [("micropython", "ok"), ("app", "ok"), ("radio driver", "ok"),
+                                            ("i2c", "ok"), ("sht4x", "ok"), ("scd4x", "ok"), ("sensors", "skip")]
 
 
 def test_monitor_cli_prints_the_log(capfdbinary):
@@ -552,3 +561,137 @@ def test_the_firmware_selftest_table_is_shown_and_its_failures_count(app_src):
         bad = install_app(node.port, v2, no_reset=True)
         assert bad.failures == [("sensors", "FAIL", "firmware self-test: 1 failed")]
         assert (node.fs / MARKER).exists()
+
+
+# -- micropython-lib's radio drivers (citynode.mip) -----------------------------------------------------------
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.mark.mipindex
+def test_install_app_installs_the_radio_drivers_and_the_selftest_imports_them(app_src, mip_url, tmp_path):
+    """...over a stale .py of a hand install (mip --no-mpy), which would shadow the .mpy: it is removed."""
+    from citynode.mip import driver_files
+
+    board = get_board("ttgo-lora32-v2.1", BOARDS_DIR)
+    want = {dest: hashlib.sha256(data).hexdigest() for dest, data in driver_files(board, mip_url, cache=tmp_path)}
+    assert sorted(want) == ["lib/lora/__init__.mpy", "lib/lora/modem.mpy", "lib/lora/sx127x.mpy",
+                            "lib/lora/sync_modem.mpy"]
+    with VirtualNode(i2c=[0x76]) as node:
+        (node.fs / "lib" / "lora").mkdir()
+        (node.fs / "lib" / "lora" / "sx127x.py").write_text("raise ImportError('an old hand install')\n")
+        result = install_app(node.port, board, mip_index=mip_url, no_reset=True)
+        got = {p.relative_to(node.fs).as_posix(): _sha(p) for p in (node.fs / "lib" / "lora").iterdir()}
+        marker = (node.fs / MARKER).exists()
+    assert result.failures == [] and not marker
+    assert ("radio driver", "ok", "lora 0.2.0, lora.sx127x 0.1.2") in result.rows
+    assert got == want
+
+
+def test_radio_driver_row_fails_without_the_drivers_and_keeps_the_marker(app_src):
+    board = get_board("ttgo-lora32-v2.1", BOARDS_DIR)
+    with VirtualNode(i2c=[0x76]) as node:
+        result = install_app(node.port, board, drivers=[], no_reset=True)
+        assert result.failures == [("radio driver", "FAIL", "import lora: ImportError: no module named 'lora'")]
+        assert (node.fs / MARKER).exists()
+
+
+def test_radio_driver_row_is_skipped_for_an_at_modem(app_src):
+    board = get_board("esp32-devkit-lora-e5", BOARDS_DIR)
+    with VirtualNode(i2c=[0x76]) as node:
+        result = install_app(node.port, board, mip_index="http://127.0.0.1:1", no_reset=True)  # nothing to fetch
+    assert ("radio driver", "skip", "lora-e5: no micropython-lib driver needed") in result.rows
+    assert result.failures == []
+
+
+def _tampered(tmp_path):
+    import shutil
+
+    idx = tmp_path / "idx"
+    shutil.copytree(MIP_INDEX, idx)
+    f = idx / "file" / "41" / "4149243a"  # lora/sx127x.py
+    f.write_bytes(f.read_bytes().replace(b"SX1276", b"SX1278", 1))
+    return idx
+
+
+def _no_sx127x(tmp_path):
+    import shutil
+
+    idx = tmp_path / "idx"
+    shutil.copytree(MIP_INDEX, idx)
+    doc = json.loads((idx / "index.json").read_text())
+    doc["packages"] = [p for p in doc["packages"] if p["name"] != "lora-sx127x"]
+    (idx / "index.json").write_text(json.dumps(doc))
+    return idx
+
+
+def _malformed(tmp_path):
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    (idx / "index.json").write_text("<html>moved</html>")
+    return idx
+
+
+@pytest.mark.mipindex
+@pytest.mark.parametrize("make, message", [
+    (None, "cannot reach the mip index http://127.0.0.1:{port} (Connection refused); without network give "
+           "--mip-index DIR"),
+    (_tampered, "hash mismatch: lora/sx127x.py (lora-sx127x 0.1.2) from {url}/file/41/4149243a has SHA-256 "),
+    (_no_sx127x, "package lora-sx127x is not in the mip index {url}"),
+    (_malformed, "malformed mip index: {url}/index.json is not valid JSON"),
+], ids=["unreachable", "tampered", "package-missing", "malformed"])
+def test_a_driver_fetch_failure_in_install_app_keeps_the_marker(app_src, tmp_path, serve_folder, make, message):
+    board = get_board("ttgo-lora32-v2.1", BOARDS_DIR)
+    port = _closed_port()
+    url = f"http://127.0.0.1:{port}" if make is None else serve_folder(make(tmp_path))
+    with VirtualNode(i2c=[0x76]) as node:
+        with pytest.raises(FlashError) as e:
+            install_app(node.port, board, mip_index=url, no_reset=True)
+        assert (node.fs / MARKER).exists()  # marked unfinished before the fetch, and left so
+        assert not (node.fs / "lib" / "lora").exists() and not (node.fs / "board.json").exists()
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(message.format(port=port, url=url)), msg
+
+
+@pytest.mark.mipindex
+def test_flash_fetches_the_drivers_before_writing_anything(app_src, fw_file, capsys):
+    port = _closed_port()
+    with Esp32RomSim() as sim:
+        rc = main(["flash", "--board", "heltec-wifi-lora-32-v2", "--port", sim.url, "--repl-port", "/dev/null",
+                   "--firmware", str(fw_file), "--no-reset", "--connect-attempts", "1",
+                   "--mip-index", f"http://127.0.0.1:{port}"])
+        untouched = bytes(sim.flash) == b"\xff" * len(sim.flash)
+    err = capsys.readouterr().err
+    assert rc == 1 and untouched
+    assert err == (f"citynode flash: error: cannot reach the mip index http://127.0.0.1:{port} (Connection refused); "
+                   "without network give --mip-index DIR (an offline copy of the index)\n")
+
+
+@pytest.mark.mipindex
+def test_full_flash_of_a_heltec_v2_installs_the_drivers_from_the_index_over_http(app_src, fw_file, capsys,
+                                                                                 mip_url, tmp_path):
+    from citynode.mip import driver_files
+
+    board = get_board("heltec-wifi-lora-32-v2", BOARDS_DIR)
+    want = {dest: hashlib.sha256(data).hexdigest()
+            for dest, data in driver_files(board, MIP_INDEX, cache=tmp_path / "expected")}
+    with Esp32RomSim() as sim, VirtualNode(i2c=[0x76]) as node:
+        rc = main(["flash", "--board", board.name, "--port", sim.url, "--repl-port", node.port,
+                   "--firmware", str(fw_file), "--no-reset", "--connect-attempts", "1", "--mip-index", mip_url])
+        got = {p.relative_to(node.fs).as_posix(): _sha(p) for p in (node.fs / "lib" / "lora").iterdir()}
+        marker = (node.fs / MARKER).exists()
+        kept = json.loads((node.fs / "board.json").read_text())
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert got == want and sorted(got) == ["lib/lora/__init__.mpy", "lib/lora/modem.mpy", "lib/lora/sx127x.mpy",
+                                           "lib/lora/sync_modem.mpy"]
+    assert not marker and kept["radio"]["type"] == "sx1276"
+    assert "radio driver  ok      lora 0.2.0, lora.sx127x 0.1.2" in out.out

@@ -10,6 +10,8 @@ from citynode.hwsim.clock import VirtualClock
 from cnode.runner import sleep_deep
 
 BOARD = json.loads((Path(__file__).resolve().parents[2] / "boards" / "virtual.json").read_text())
+BOARD["radio"] = {"type": "simulated"}  # the API-level modem: these tests are about the runner, not the radio
+BOARD.pop("settings")
 
 
 def _runner(tmp_path, monkeypatch, board):

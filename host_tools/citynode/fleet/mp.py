@@ -4,6 +4,7 @@ same twins and air as the CPython runtime. Flash is real files in a folder per n
 process (what it wrote stays on disk) and starts it again."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import tempfile
 import time
 
 from ..hwsim import machine as hw
+from ..hwsim.radio import Tx
 from ..runtime import HOST_DIR, compiled_firmware, micropython_exe
 from .air import FleetModem
 from .sim import SimConfig, Simulation
@@ -29,7 +31,9 @@ OPS = ("HELLO",  # -> start_s reason dev_eui app_key interval deep_sleep(0/1) co
        "RC", "RT", "RR",  # radio configure freq_khz sf bw invert_tx invert_rx / transmit hex / receive timeout_ms
        "NG", "NS", "NB", "NW",  # NVS int get key / set key v / blob get key / set key hex
        "MG", "MS",  # RTC memory get / set hex
-       "L", "P", "H", "D")  # log text / sample pushed t / live heap alloc free / deep sleep ms
+       "L", "P", "H", "D",  # log text / sample pushed t / live heap alloc free / deep sleep ms
+       "RS", "RE", "RL")  # radio twin: transmission starts (start end freq sf bw iq power|- hex) -> id / ends id /
+#                            listen t0 t1 freq sf bw iq -> "start end hex" of the frame heard, or nothing
 
 
 class MpNode:
@@ -48,6 +52,10 @@ class MpNode:
         self.log: list = []  # the node's last log lines (virtual ms, text)
         self.deep_sleep_ms = None
         self.edges: list = []  # rising edges on the counter pin (virtual us) not yet told to the node
+        self.txs: dict = {}  # the radio twin's transmissions in progress, by the id the node holds
+        if sim.board is not None:  # the node's flash holds its board file, as on a board (/board.json)
+            with open(os.path.join(folder, "board.json"), "w") as f:
+                json.dump(sim.board, f)
 
     def run(self, task) -> None:
         c = self.sim.clock
@@ -63,7 +71,7 @@ class MpNode:
             proc = subprocess.Popen(
                 [micropython_exe(), "-X", f"heapsize={self.heap}", "-c", "import cn_node_main"],
                 cwd=self.folder, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                bufsize=1, env=dict(os.environ, MICROPYPATH=f"{self.sim.mpy_dir}:{HOST_DIR}"))
+                bufsize=1, env=dict(os.environ, MICROPYPATH=":".join(str(p) for p in self.sim.mp_path)))
             self.edges.clear()  # edges while the node was off (or in deep sleep) reach no handler
             try:
                 self._serve(proc, reason)
@@ -140,6 +148,19 @@ class MpNode:
             if op == "RR":
                 p = self.modem.recv(int(a[1]))
                 return bytes(p).hex() if p is not None else ""
+            if op == "RS":
+                tx = Tx(w.name, int(a[1]), int(a[3]), int(a[4]), int(a[5]), a[6] == "1",
+                        bytes.fromhex(a[8]) if len(a) > 8 else b"", None if a[7] == "-" else int(a[7]))
+                tx.end_us = int(a[2])
+                self.sim.air.start(tx)
+                self.txs[id(tx)] = tx
+                return str(id(tx))
+            if op == "RE":
+                self.sim.air.end(self.txs.pop(int(a[1])))
+                return "OK"
+            if op == "RL":
+                tx = self.sim.air.take(int(a[1]), int(a[2]), int(a[3]), int(a[4]), int(a[5]), a[6] == "1")
+                return f"{tx.start_us} {tx.end_us} {tx.data.hex()}" if tx is not None else ""
             if op == "MG":
                 return w.rtc_mem.hex()
             if op == "MS":
@@ -184,6 +205,12 @@ class MpSimulation(Simulation):
         super().__init__(cfg)
         self.folder = tempfile.mkdtemp(prefix="citynode-mp-")
         self.mpy_dir = compiled_firmware()
+        self.board = None  # the board file in each node's flash: its radio chip runs as a twin under the driver
+        self.mp_path = [self.mpy_dir, HOST_DIR]
+        if cfg.board is not None and cfg.radio_lib is not None and cfg.board["radio"]["type"] in ("sx1276", "sx1262"):
+            self.board = cfg.board
+            self.radio_kind = "twin"
+            self.mp_path.insert(0, cfg.radio_lib)
         self.mp_nodes = []
         for w in self.worlds:
             d = os.path.join(self.folder, w.name)

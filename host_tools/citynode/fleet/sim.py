@@ -38,6 +38,10 @@ class SimConfig:
     counter: object = None  # (channel, [count per hour from the start]) drives a pulse counter on every node
     progress: object = None  # fn(fraction) or None
     drain_s: int = 7200  # nodes run on this long so that what they measured in time can still be sent
+    board: object = None  # the board file (dict) every node is: its name goes into --frames; under the MicroPython
+    #                       runtime its LoRa chip runs as a register-level twin under micropython-lib's driver
+    radio_lib: object = None  # folder holding micropython-lib's `lora` package for the node processes (or None:
+    #                           the API-level modem)
 
 
 @dataclass
@@ -88,6 +92,8 @@ class Simulation:
         self.air.on_start = self._tag
         self._by_name: dict = {}
         self._last_join: dict = {}  # frequency -> device of the last join-request heard there
+        self.board_name = (cfg.board or {}).get("name", "virtual")
+        self.radio_kind = "api"  # the API-level modem (SimModem); "twin" when the chip's twin runs the driver
         for i in range(cfg.nodes):
             dev_eui = bytes.fromhex("70b3d57ed0%06x" % i)
             app_key = bytes(self.rng.getrandbits(8) for _ in range(16))
@@ -210,7 +216,8 @@ class Simulation:
                     setattr(tot, k, getattr(tot, k) + v)
             tot.duty_cycle_pct_of_limit = max(tot.duty_cycle_pct_of_limit, r.duty_cycle_pct_of_limit)
         tot_d = vars(tot)
-        tot_d.update({"duplicates": self.stats.duplicates, "collided": self.air.collided,
+        tot_d.update({"board": self.board_name, "radio": self.radio_kind,
+                      "duplicates": self.stats.duplicates, "collided": self.air.collided,
                       "lost_on_air": self.air.lost, "decode_errors": len(self.errors),
                       "wall_s": round(self.wall_s, 2), "virtual_days": days})
         res.totals = tot_d
@@ -224,6 +231,8 @@ class Simulation:
         for tx in self.air.log:
             rec = {"t": round(self.cfg.start_unix + tx.start_us / 1e6, 3), "dir": "down" if tx.iq_inverted else "up",
                    "phy": tx.data.hex(), "freq_hz": tx.freq_khz * 1000, "dr": DR_SF.index(tx.sf)}
+            if not tx.iq_inverted:  # what reached the antenna (None: a PA pin that is not wired to it)
+                rec.update({"power_dbm": tx.power, "board": self.board_name, "radio": self.radio_kind})
             dev = getattr(tx, "dev", None)
             if dev is not None:
                 rec.update({"dev_eui": dev.dev_eui.hex(), "app_key": dev.app_key.hex()})

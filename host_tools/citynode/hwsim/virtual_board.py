@@ -122,6 +122,20 @@ class VirtualBoard:
 
         return lora_mac(SimModem(self.air, "vnode"), self.clock, {"adr": True}, dev_eui, join_eui, app_key)
 
+    def summary(self):
+        """What the twins did, for the bench and the tests: the radio chip's settings as its registers hold
+        them (power at the antenna, image calibration, TCXO) and every transmission on the air."""
+        t = self.radio
+        out = {"board": self.board.get("name"), "radio": type(t).__name__ if t is not None else None,
+               "air": [{"start_us": x.start_us, "end_us": x.end_us, "freq_khz": x.freq_khz, "sf": x.sf,
+                        "bw_khz": x.bw_khz, "down": x.iq_inverted, "power_dbm": x.power, "bytes": len(x.data)}
+                       for x in self.air.log]}
+        for k in ("image_cal_khz", "image_cal_mhz", "tcxo_enabled_mv", "calibrated", "pa_pin"):
+            if t is not None and hasattr(t, k):
+                v = getattr(t, k)
+                out[k] = list(v) if isinstance(v, tuple) else v
+        return out
+
     # --- what reached the network ------------------------------------------------------------------------
     def _report(self):
         ups = self.dev.uplinks

@@ -101,13 +101,51 @@ def reset():
     sys.exit(0)  # the supervisor starts the node again: a reboot
 
 
+# A whole board file on the pty (vnode_hw.json "board"): its twins wired as the file says, the radio chip's twin
+# on its SPI pins, an air with a gateway and a network server that knows dev_eui/app_key, and virtual time
+# (`time` is the board's clock: the firmware's waits cost nothing). Every accepted uplink is printed as a JSON
+# line; after "stop_after" of them the node prints a last line and idles (in real time) until stopped.
+_BOARD = _HW.get("board")
+if _BOARD:
+    import time as _realtime
+    from binascii import unhexlify as _ux
+    from citynode.hwsim.clock import VirtualClock as _VC
+    from citynode.hwsim import virtual_board as _vb
+
+    _me = sys.modules.get("machine")
+    _clock = _VC(start_s=_HW.get("start_s", _vb.START_S))
+    _seen = [0]
+
+    def _out(line):
+        print(line)
+        _seen[0] += 1
+        if _seen[0] >= _HW.get("stop_after", 0) > 0:
+            print("WORLD|" + json.dumps(WORLD.summary()))
+            print("virtual node: %d uplinks at %d s, stopped" % (_seen[0], _clock.monotonic_ms() // 1000))
+            while True:
+                _realtime.sleep(1)
+
+    WORLD = _vb.VirtualBoard(_BOARD, _clock, _ux(_HW["dev_eui"]), _ux(_HW["app_key"]), out=_out)
+    try:
+        from citynode.hwsim import lora_lib as _ll
+        _ll.load(_clock)  # micropython-lib's driver, as flashed into /lib, on the board's clock
+    except ImportError:
+        pass  # not installed: the firmware's own `import lora` says so
+    sys.modules["machine"] = _me  # the double's use() installed itself; the node sees this module
+    sys.modules["time"] = _clock
+
+    def deepsleep(ms=0):
+        raise NotImplementedError("the virtual node on a pty does not model deep sleep (settings.deep_sleep false)")
+
+
 def unique_id():
     return bytes(_HW.get("uid", [0x24, 0x0A, 0xC4, 0x12, 0x34, 0x56]))
 """
 
 
 class VirtualNode:
-    def __init__(self, i2c=(), fs: str | os.PathLike | None = None, heap: str = "2M", twins: dict | None = None):
+    def __init__(self, i2c=(), fs: str | os.PathLike | None = None, heap: str = "2M", twins: dict | None = None,
+                 board: dict | None = None):
         self._tmp = tempfile.TemporaryDirectory(prefix="citynode-vnode-")
         root = Path(self._tmp.name)
         self.fs = Path(fs) if fs is not None else root / "fs"
@@ -116,6 +154,8 @@ class VirtualNode:
         self._sys = root / "sys"  # the "hardware": not part of the node's filesystem
         self._sys.mkdir()
         self.hw = {"i2c": list(i2c), "twins": dict(twins or {})}
+        if board is not None:  # the whole board file's hardware (see the shim): keys come with use_keys()
+            self.hw.update(board=board, dev_eui="00" * 8, app_key="00" * 16)
         self._write_hw()
         (self._sys / "machine.py").write_text(
             f"_HW_PATH = {str(self._sys / 'vnode_hw.json')!r}\n" + _MACHINE_SHIM)
@@ -136,6 +176,12 @@ class VirtualNode:
     def _write_hw(self) -> None:
         import json
         (self._sys / "vnode_hw.json").write_text(json.dumps(self.hw))
+
+    def use_keys(self, dev_eui: str, app_key: str, stop_after: int = 0) -> None:
+        """The network server on the virtual board knows this device (as after a registry export); the node
+        stops after `stop_after` accepted uplinks. Takes effect at the next boot."""
+        self.hw.update(dev_eui=dev_eui, app_key=app_key, stop_after=stop_after)
+        self._write_hw()
 
     def set_i2c(self, addrs) -> None:
         """Change which I2C addresses answer (takes effect at the next boot)."""
