@@ -44,6 +44,7 @@ class Board:
     power: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)  # node settings of this board (cnode.config precedence)
     simulated: dict = field(default_factory=dict)  # only the virtual board: how long it runs
+    revisions: list = field(default_factory=list)  # facts that differ between board revisions (cnode.boardrev)
     path: Path | None = None
 
     @property
@@ -60,6 +61,7 @@ class Board:
                 "sensors": self.sensors, "battery": self.battery, "power": self.power,
                 "micropython": self.micropython,
                 **({"settings": self.settings} if self.settings else {}),
+                **({"revisions": self.revisions} if self.revisions else {}),
                 **({"simulated": self.simulated} if self.simulated else {})}
 
     def node_config(self) -> dict:
@@ -211,7 +213,26 @@ def _parse(raw: dict, path: Path) -> Board:
     return Board(name=name, title=raw.get("title", name), chip=chip, flash_offset=offset, flash_size=flash_size,
                  radio=radio, i2c=i2c, uarts=list(uarts), sensors=sensors, battery=battery, micropython=mp,
                  power=dict(raw.get("power", {})), settings=dict(raw.get("settings", {})),
-                 simulated=dict(raw.get("simulated", {})), path=path)
+                 simulated=dict(raw.get("simulated", {})), revisions=_revisions(raw), path=path)
+
+
+REVISION_FACTS = ("battery.adc", "battery.enable.active", "power.pmic")  # what cnode.boardrev can measure
+
+
+def _revisions(raw: dict) -> list:
+    """The board file's "revisions": facts that differ between revisions of the board, each with the choices
+    the self-test tells apart (cnode.boardrev) and a source."""
+    out = _need(raw, "revisions", list, "") if "revisions" in raw else []
+    for i, r in enumerate(out):
+        where = f"revisions[{i}]"
+        fact = _need(r, "fact", str, where)
+        if fact not in REVISION_FACTS:
+            raise ValueError(f"{where}.fact: {fact!r} is not one of {', '.join(REVISION_FACTS)}")
+        choices = _need(r, "choices", dict, where)
+        if len(choices) < 2 or not all(isinstance(v, str) for v in choices.values()):
+            raise ValueError(f"{where}.choices: at least two choices, each naming its revision")
+        _need(r, "source", str, where)
+    return list(out)
 
 
 def load_board_file(path: str | os.PathLike) -> Board:

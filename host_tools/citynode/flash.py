@@ -423,6 +423,34 @@ else:
         _row("sensors", _failed == 0, "firmware self-test: %d failed" % _failed)
     except Exception as e:
         _row("sensors", False, "firmware self-test: %r" % (e,))
+# the radio chip through that driver, set up as the firmware does (after power_on: the T-Beam's LoRa rail)
+if _rc is not None:
+    try:
+        import machine
+        from cnode.loraradio import radio as _radio
+        _m = _radio(_cfg["radio"], machine)
+        _m.sleep()
+        _row("radio", True, "%s answers on SPI, image calibrated for 863-870 MHz%s" % (_rc[0], (
+            ", TCXO %d mV on DIO3" % _cfg["radio"]["dio3_tcxo_millivolts"]) if "dio3_tcxo_millivolts" in _cfg["radio"]
+            else (", transmits on " + _cfg["radio"].get("tx_ant", "?"))))
+    except Exception as e:
+        _row("radio", False, "%s: %s: %s" % (_rc[0], type(e).__name__, e))
+# facts that differ between revisions of the board (the board file's "revisions"): what this one is
+try:
+    from cnode import boardrev as _rev
+except ImportError:
+    _rev = None
+if _rev is not None and _cfg.get("revisions"):
+    import machine
+    import time
+    for _f, _found, _what, _seen, _want in _rev.probe(_cfg, machine, time):
+        if _found is None:
+            _row("revision", None, "%s: %s (%s)" % (_f, _what, _seen))
+        elif _found == _want:
+            _row("revision", True, "%s: %s (%s)" % (_f, _what, _seen))
+        else:
+            _row("revision", False, "%s: this board is %s (%s), the board file assumes %s: change the board file"
+                 % (_f, _what, _seen, _want))
 for _r in _rows:
     print("SELFTEST|%s|%s|%s" % (_r[0], {{True: "ok", False: "FAIL", None: "skip"}}[_r[1]], _r[2]))
 print("SELFTEST-END")

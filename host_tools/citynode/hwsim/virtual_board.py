@@ -29,7 +29,7 @@ class VirtualBoard:
     """Twins for everything the board file wires, and the network beyond the antenna. `uplinks` holds what the
     network server accepted (port > 0) as (fport, bytes); `out(line)` (if given) gets each as a JSON line."""
 
-    def __init__(self, board, clock, dev_eui, app_key, join_eui=bytes(8), out=None):
+    def __init__(self, board, clock, dev_eui, app_key, join_eui=bytes(8), out=None, revision=None):
         hw.use(clock)
         self.board = board
         self.clock = clock
@@ -39,6 +39,9 @@ class VirtualBoard:
         self.ns.add_gateway()
         self.dev = self.ns.add_device(dev_eui, app_key, join_eui)
         self.out = out
+        # the board's revision, for the facts its file lists under "revisions" ({fact: choice}); by default
+        # the revision the rest of the board file assumes
+        self.revision = revision or {}
         self.uplinks = []
         self.twins = {}
         self.radio = None  # the radio chip's twin (SX1276 / SX1262) or the AT modem's
@@ -93,7 +96,14 @@ class VirtualBoard:
             from citynode.hwsim.twin_adc import BatteryTwin
             t = BatteryTwin(bat["r1"], bat["r2"], 3900)
             self.twins["battery"] = t
-            hw.attach_adc(bat["adc"], t.sample)
+            pin = int(self.revision.get("battery.adc", bat["adc"]))
+            en = bat.get("enable")
+            if en is None:
+                hw.attach_adc(pin, t.sample)
+            else:  # a switch (ADC_Ctrl) connects the divider only at its revision's level
+                wire = hw.wire(en["pin"])
+                level = int(self.revision.get("battery.enable.active", en.get("active", 1)))
+                hw.attach_adc(pin, lambda ms: t.sample(ms) if wire.level == level else 0)
 
     def _radio(self):
         r = self.board.get("radio") or {}

@@ -125,7 +125,8 @@ if _BOARD:
             while True:
                 _realtime.sleep(1)
 
-    WORLD = _vb.VirtualBoard(_BOARD, _clock, _ux(_HW["dev_eui"]), _ux(_HW["app_key"]), out=_out)
+    WORLD = _vb.VirtualBoard(_BOARD, _clock, _ux(_HW["dev_eui"]), _ux(_HW["app_key"]), out=_out,
+                             revision=_HW.get("revision"))
     try:
         from citynode.hwsim import lora_lib as _ll
         _ll.load(_clock)  # micropython-lib's driver, as flashed into /lib, on the board's clock
@@ -145,7 +146,7 @@ def unique_id():
 
 class VirtualNode:
     def __init__(self, i2c=(), fs: str | os.PathLike | None = None, heap: str = "2M", twins: dict | None = None,
-                 board: dict | None = None):
+                 board: dict | None = None, revision: dict | None = None):
         self._tmp = tempfile.TemporaryDirectory(prefix="citynode-vnode-")
         root = Path(self._tmp.name)
         self.fs = Path(fs) if fs is not None else root / "fs"
@@ -155,7 +156,7 @@ class VirtualNode:
         self._sys.mkdir()
         self.hw = {"i2c": list(i2c), "twins": dict(twins or {})}
         if board is not None:  # the whole board file's hardware (see the shim): keys come with use_keys()
-            self.hw.update(board=board, dev_eui="00" * 8, app_key="00" * 16)
+            self.hw.update(board=board, dev_eui="00" * 8, app_key="00" * 16, revision=revision or {})
         self._write_hw()
         (self._sys / "machine.py").write_text(
             f"_HW_PATH = {str(self._sys / 'vnode_hw.json')!r}\n" + _MACHINE_SHIM)
