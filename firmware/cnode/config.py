@@ -29,6 +29,7 @@ SETTINGS = {
     "fport": (_INT, 1, 223, 2),  # uplink port of data frames
     "confirmed": (_BOOL, 0, 1, False),
     "batch": (_INT, 1, 128, 1),  # samples per uplink at most
+    "deep_sleep": (_BOOL, 0, 1, True),  # deep sleep between cycles (cnode.runner.sleep_deep), else light sleep
 }
 DOWNLINK_SETTABLE = ("interval", "dr", "adr", "channels_off")
 NVS_SETTINGS = "cn_set"

@@ -10,10 +10,11 @@ import io
 import json
 import os
 import random
-import select
+import queue
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,12 +74,16 @@ def bring_up(name: str, mip_index: str, tmp: Path, uplinks: int = 3, timeout: fl
         boot = subprocess.Popen([micropython_exe(), "-X", "heapsize=4M", "main.py"], cwd=node.fs, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         lines, log = [], []
+        q: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [q.put(x) for x in iter(boot.stdout.readline, "")] + [q.put("")],
+                         daemon=True).start()
         try:
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if not select.select([boot.stdout], [], [], 1.0)[0]:
-                    continue
-                line = boot.stdout.readline()
+            while True:
+                try:
+                    line = q.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
                 if not line:
                     break
                 log.append(line.rstrip("\n"))
@@ -94,7 +99,7 @@ def bring_up(name: str, mip_index: str, tmp: Path, uplinks: int = 3, timeout: fl
             boot.kill()
             boot.wait()
     res["log"] = log
-    assert lines, f"{name}: no uplink decoded; the node said:\n" + "\n".join(log[-30:])
+    assert lines, f"{name}: no uplink decoded; the node said:\n" + "\n".join(log[:15] + ["..."] + log[-15:])
     dec = subprocess.run([str(Path(sys.executable).with_name("citynode")), "decode"], input="".join(lines),
                          capture_output=True, text=True)
     assert dec.returncode == 0, dec.stderr

@@ -19,7 +19,7 @@ BOARDS = Path(__file__).resolve().parents[2] / "boards"
 LORA_BOARDS = sorted(p.stem for p in BOARDS.glob("*.json")
                      if json.loads(p.read_text())["radio"]["type"] in ("sx1276", "sx1262"))
 EU868 = {"freq_khz": 868100, "sf": 9, "bw": "125", "coding_rate": 5, "preamble_len": 8, "syncword": 0x34,
-         "output_power": 14, "crc_en": True, "invert_iq_tx": False, "invert_iq_rx": True}  # as the MAC sets it
+         "output_power": 14, "crc_en": True, "invert_iq_tx": False, "invert_iq_rx": True}  # a MAC uplink set-up at 14 dBm
 
 
 def _board(name: str) -> dict:

@@ -13,7 +13,7 @@ from citynode.hwsim.virtual_board import START_S, _pm
 
 BOARDS = ("heltec-wifi-lora-32-v2", "heltec-wifi-lora-32-v3", "ttgo-lora32-v2.1", "tbeam", "esp32-devkit-lora-e5",
           "virtual")
-CONFIGURED_DBM = 14  # EU868 default: 16 dBm EIRP less the MAC's 2 dBi antenna gain (cnode.lorawan.mac)
+CONFIGURED_DBM = 12  # the MAC's default: TXPower 1 (14 dBm EIRP) less its 2 dBi antenna gain (cnode.lorawan.mac)
 
 
 def _series(t_s: int) -> dict:

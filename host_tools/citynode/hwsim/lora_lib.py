@@ -11,6 +11,10 @@ def load(clock, lib_dir=None):
     The machine double must be installed first (machine.use(clock)): the driver imports Pin from it."""
     if lib_dir is not None and lib_dir not in sys.path:
         sys.path.insert(0, lib_dir)
+    if sys.implementation.name != "micropython" and "lora.stm32wl5" not in sys.modules:
+        # lora/__init__ skips a missing chip package only if the ImportError says "no module named" in
+        # MicroPython's lower case; CPython capitalises it. The STM32WL5 package is never installed: an empty one.
+        sys.modules["lora.stm32wl5"] = type(sys)("lora.stm32wl5")
     import lora  # noqa: F401  (micropython-lib, installed as a board gets it; never part of this project)
 
     for name in _MODULES:

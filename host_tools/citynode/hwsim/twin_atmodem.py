@@ -63,6 +63,7 @@ class _ModemTwin(FaultyPeer):
         self.dr = dr
         self.heard = []  # every command line the node sent (bytes, without CR LF)
         self.network = []  # (ms, port, bytes, confirmed) per uplink the network received
+        self.on_uplink = None  # fn(port, bytes) per uplink the network received (the virtual board reports it)
         self.downlinks = []  # (port, bytes) waiting for the next uplink
         self.delivered = []  # (port, bytes) downlinks sent to the node
         self.joined = False
@@ -131,9 +132,14 @@ class _ModemTwin(FaultyPeer):
     def max_payload(self):
         return MAX_PAYLOAD[self.dr]
 
+    def _delivered(self, ms, port, data, confirmed):
+        self.network.append((ms, port, data, confirmed))
+        if self.on_uplink is not None:
+            self.on_uplink(port, data)
+
     def _uplink_done(self, port, data, confirmed):
         def fn():
-            self.network.append((self._now(), port, data, confirmed))
+            self._delivered(self._now(), port, data, confirmed)
         return fn
 
     def command(self, text):
@@ -403,7 +409,7 @@ class LoRaE5Twin(_ModemTwin):
                 end += air + 3000 + 1500
             self.busy_until = self._emit(tag + "Done", end)
             return None
-        self.network.append((t0 + air, self.port, data, confirmed))
+        self._delivered(t0 + air, self.port, data, confirmed)
         rx1 = t0 + air + 1000
         if self.downlinks:
             dport, ddata = self.downlinks.pop(0)

@@ -212,6 +212,8 @@ class BME280Twin:
 
     def write(self, data):
         self.writes.append(bytes(data))
+        if len(self.writes) > 512:  # a long run keeps the recent transfers only
+            del self.writes[:256]
         self._update()
         if len(data) == 1:
             self.ptr = data[0]

@@ -92,6 +92,8 @@ class _Twin:
     def write(self, data):
         data = bytes(data)
         self.writes.append(data)
+        if len(self.writes) > 512:  # a long run keeps the recent transfers only
+            del self.writes[:256]
         if not self.command(data):
             raise OSError(ENODEV)  # command not acknowledged
 

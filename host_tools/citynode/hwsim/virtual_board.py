@@ -121,6 +121,7 @@ class VirtualBoard:
         elif kind in ("lora-e5", "rak3172"):
             from citynode.hwsim import twin_atmodem
             t = (twin_atmodem.LoRaE5Twin if kind == "lora-e5" else twin_atmodem.RAK3172Twin)(c)
+            t.on_uplink = self._modem_uplink  # the modem is its own network: what it delivered is reported
             self.radio = hw.attach_uart(p["rx"], t)
 
     def link(self, dev_eui, join_eui, app_key):
@@ -155,17 +156,11 @@ class VirtualBoard:
                 self.out(json.dumps({"fport": up.port, "hex": "".join("%02x" % b for b in up.data),
                                      "device": "".join("%02x" % b for b in self.dev_eui)}))
 
-    def poll_modem(self):
-        """Uplinks an AT modem twin delivered (it is its own network): reported like the network server's."""
-        t = self.radio
-        if t is None or not hasattr(t, "network"):
-            return
-        for item in t.network[len(self.uplinks):]:
-            port, frame = item[1], item[2]
-            self.uplinks.append((port, bytes(frame)))
-            if port > 0 and self.out is not None:
-                self.out(json.dumps({"fport": port, "hex": "".join("%02x" % b for b in frame),
-                                     "device": "".join("%02x" % b for b in self.dev_eui)}))
+    def _modem_uplink(self, port, frame):
+        self.uplinks.append((port, bytes(frame)))
+        if port > 0 and self.out is not None:
+            self.out(json.dumps({"fport": port, "hex": "".join("%02x" % b for b in frame),
+                                 "device": "".join("%02x" % b for b in self.dev_eui)}))
 
 
 def runner(board, clock, log=print, root=".", out=None):
@@ -207,7 +202,6 @@ def run(board, cycles=None, start_s=START_S):
     r, vb = runner(board, clock, out=lambda line: sys.stdout.write(line + "\n"))
     for _ in range(n):
         ms = r.cycle()
-        vb.poll_modem()
         clock.sleep_ms(ms)
     print("virtual node: %d cycles done" % n)
     return r
