@@ -81,6 +81,8 @@ class Hardware:
         self.machine = machine
         self._i2c = None
         self._uarts = {}
+        self.pmic = None  # the power-management chip's driver, where the board has one (T-Beam: AXP192)
+        self.pmic_error = None
 
     def i2c(self):
         if self._i2c is None:
@@ -102,11 +104,26 @@ class Hardware:
                 raise BoardError("the board has no uart %d" % uid)
         return self._uarts[uid]
 
-    def power_on(self):
-        """Switch the sensors' supply rail on where the board has one (Heltec Vext is active low)."""
-        p = self.board.get("power", {}).get("vext")
+    def power_on(self, clock=None):
+        """Switch the sensors' supply rail on where the board has one (Heltec Vext is active low), and the
+        radio and GPS rails where a power chip feeds them (T-Beam: AXP192 LDO2 and LDO3). A power chip that
+        does not answer is kept in pmic_error: the radio behind it will not answer either, and says so."""
+        power = self.board.get("power", {})
+        p = power.get("vext")
         if p:
             self.machine.Pin(p["pin"], self.machine.Pin.OUT, value=p.get("active", 0))
+        pm = power.get("pmic")
+        if pm:
+            if pm.get("type") != "axp192":
+                raise BoardError("power.pmic: %r is not supported (axp192)" % (pm.get("type"),))
+            from cnode.drivers.axp192 import AXP192
+
+            try:
+                self.pmic = AXP192(self.i2c(), clock, _num(pm.get("address", 0x34)))
+                self.pmic.rails(lora=True, gps=True)
+            except (SensorError, OSError) as e:
+                self.pmic = None
+                self.pmic_error = e
 
     def _maker(self, name, s, clock):
         mod, cls = _driver_class(name)
@@ -137,7 +154,9 @@ class Hardware:
             out.append(Slot(drv, every=s.get("every", 1), warmup_ms=warm, reads=s.get("reads", 1),
                             spacing_ms=s.get("spacing_ms", 1000)))
         b = self.board.get("battery")
-        if b and "adc" in b:  # (a PMIC-measured battery, as on the T-Beam, has no driver yet)
+        if b and b.get("pmic") and self.pmic is not None:  # measured by the power chip (T-Beam)
+            out.append(Slot(self.pmic, every=b.get("every", 12)))
+        if b and "adc" in b:
             en = b.get("enable")
             if en:
                 self.machine.Pin(en["pin"], self.machine.Pin.OUT, value=en.get("active", 1))

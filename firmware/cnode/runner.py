@@ -88,7 +88,7 @@ class Runner:
         self.cfg = Config(board, fs, nvs(NVS_SETTINGS), path=root + "/config.json")
         self.keys = Keys(nvs("cn_keys"))
         self.hw = Hardware(board, machine)
-        self.hw.power_on()
+        self.hw.power_on(clock)
         gc.collect()  # between set-up steps: each one's garbage is gone before the next allocates (no holes)
         self.sampler = Sampler(self.hw.slots(clock), clock, extra=STATUS)
         self.reboot = False

@@ -27,7 +27,8 @@ def register(sub) -> None:
                    help="confirmed uplinks: samples leave the node's queue only when the network acknowledged them")
     p.add_argument("--power-cuts", type=int, default=0, help="cut power at N random moments")
     p.add_argument("--deep-sleep", action="store_true", help="reboot through deep sleep after every cycle")
-    p.add_argument("--heap", default="192K", help="MicroPython heap per node with --runtime micropython")
+    p.add_argument("--heap", help="MicroPython heap per node with --runtime micropython (default 192K; 256K when "
+                   "the radio chip's twin and its driver share the node's process)")
     p.add_argument("--board", help="every node is this board (a name from `citynode boards`); with --runtime "
                    "micropython its LoRa chip is a register-level twin under micropython-lib's driver (default: "
                    "the virtual board, an SX1276)")
@@ -141,7 +142,7 @@ def cmd_simulate(args) -> int:
     if args.runtime == "micropython":
         from .fleet.mp import run_micropython
 
-        res, frames = run_micropython(cfg, heap=args.heap)
+        res, frames = run_micropython(cfg, heap=args.heap or ("256K" if cfg.radio_lib else "192K"))
     else:
         bar = Progress(f"simulating {args.nodes} nodes x {args.days:g} days")
         cfg.progress = bar.update

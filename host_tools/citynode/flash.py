@@ -415,7 +415,7 @@ else:
         import machine
         import time
         _hw = _board.Hardware(_cfg, machine)
-        _hw.power_on()
+        _hw.power_on(time)
         _lines = []
         _failed = _board.selftest(_hw.slots(time), out=_lines.append)
         for _l in _lines:
@@ -424,10 +424,15 @@ else:
     except Exception as e:
         _row("sensors", False, "firmware self-test: %r" % (e,))
 # the radio chip through that driver, set up as the firmware does (after power_on: the T-Beam's LoRa rail)
-if _rc is not None:
+try:
+    from cnode.loraradio import radio as _radio
+except ImportError as e:
+    _radio = None
+    if _rc is not None:
+        _row("radio", None, "no cnode.loraradio in this app: %s" % (e,))
+if _rc is not None and _radio is not None:
     try:
         import machine
-        from cnode.loraradio import radio as _radio
         _m = _radio(_cfg["radio"], machine)
         _m.sleep()
         _row("radio", True, "%s answers on SPI, image calibrated for 863-870 MHz%s" % (_rc[0], (

@@ -150,8 +150,10 @@ class MpNode:
                 return bytes(p).hex() if p is not None else ""
             if op == "RS":
                 tx = Tx(w.name, int(a[1]), int(a[3]), int(a[4]), int(a[5]), a[6] == "1",
-                        bytes.fromhex(a[8]) if len(a) > 8 else b"", None if a[7] == "-" else int(a[7]))
-                tx.end_us = int(a[2])
+                        bytes.fromhex(a[8]) if len(a) > 8 else b"", None if a[7] == "-" else float(a[7]),
+                        end_us=int(a[2]))
+                if tx.power is not None and tx.power == int(tx.power):
+                    tx.power = int(tx.power)
                 self.sim.air.start(tx)
                 self.txs[id(tx)] = tx
                 return str(id(tx))

@@ -4,28 +4,7 @@
 # so tests can check duty cycle from what was actually radiated. Uplink-polarity frames are delivered to the
 # listeners (gateways) when they end; downlinks are scheduled into the future and heard by a modem whose
 # recv() window contains their start with matching frequency, SF, bandwidth and inverted IQ.
-from cnode.lorawan.region import airtime_us
-
-
-class Tx:
-    def __init__(self, source, start_us, freq_khz, sf, bw_khz, iq_inverted, data, power=0, crc=True):
-        self.source = source
-        self.start_us = start_us
-        self.end_us = start_us + airtime_us(sf, bw_khz, len(data), crc=1 if crc else 0)
-        self.freq_khz = freq_khz
-        self.sf = sf
-        self.bw_khz = bw_khz
-        self.iq_inverted = iq_inverted
-        self.data = bytes(data)
-        self.power = power
-
-    def airtime_us(self):
-        return self.end_us - self.start_us
-
-    def __repr__(self):
-        return "Tx(%s %d kHz SF%d %s %d B at %d ms)" % (self.source, self.freq_khz, self.sf,
-                                                       "down" if self.iq_inverted else "up", len(self.data),
-                                                       self.start_us // 1000)
+from citynode.hwsim.airframe import Tx
 
 
 class RxPacket(bytearray):

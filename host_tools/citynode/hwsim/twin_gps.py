@@ -69,6 +69,7 @@ class GpsTwin:
         self.sent = 0
         self.epochs = 0
         self.received = bytearray()
+        self.powered = True  # its supply rail (the T-Beam's AXP192 LDO3): off, it sends nothing
 
     def on_write(self, uart, data):
         self.received += data  # configuration commands ($PMTK..., UBX) are only recorded
@@ -98,6 +99,10 @@ class GpsTwin:
         return bytes(b)
 
     def pump(self, uart, now_ms):
+        if not self.powered:
+            self.last_ms = self.next_epoch = now_ms  # nothing is sent while its rail is off
+            self.pending = bytearray()
+            return
         if self.synth:
             while self.next_epoch <= now_ms:  # send what was due before each epoch, then queue the epoch
                 self._send(uart, self.next_epoch)

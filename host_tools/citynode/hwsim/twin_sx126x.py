@@ -5,7 +5,7 @@
 # from its own parameters; downlinks whose preamble starts in an RX window land in its buffer.
 # MicroPython-compatible (runs in the unix port's node too).
 from citynode.hwsim import machine as hw
-from citynode.hwsim.radio import Tx
+from citynode.hwsim.airframe import Tx
 
 # chip modes in the status byte, bits 6:4 (DS 13.5.1 Table 13-76)
 STBY_RC, STBY_XOSC, FS, RX, TX = 2, 3, 4, 5, 6
@@ -316,8 +316,7 @@ class SX1262Twin:
         data = bytes(self.buf[(self.tx_base + i) & 0xFF] for i in range(n))
         now = self.clock.monotonic_us()
         tx = Tx(self.name, now, self.freq_khz, self.sf, self.bw_hz // 1000, bool(self.invert_iq), data,
-                self.power_dbm(), bool(self.crc))
-        tx.end_us = now + self.time_on_air_us(n)
+                self.power_dbm(), bool(self.crc), now + self.time_on_air_us(n))
         self.last_tx = tx
         heard = self._syncword() == LORAWAN_SYNC
         if heard:

@@ -4,7 +4,7 @@
 # radiates goes on the simulated air, with its time on air computed from its own registers; downlinks whose
 # preamble starts in an RX window land in the FIFO. MicroPython-compatible (runs in the unix port's node too).
 from citynode.hwsim import machine as hw
-from citynode.hwsim.radio import Tx
+from citynode.hwsim.airframe import Tx
 
 # DS 4.4 register map (LoRa page) and DS 4.2 (FSK page, for RegImageCal only)
 _FIFO = 0x00
@@ -291,8 +291,7 @@ class SX1276Twin:
         data = bytes(self.fifo[(base + i) & 0xFF] for i in range(n))
         now = self.clock.monotonic_us()
         tx = Tx(self.name, now, self.freq_khz(), self.sf(), self.bw_hz() // 1000, not r[_INVERT_IQ] & 0x01,
-                data, self.power_dbm(), bool(r[_MC2] & 0x04))
-        tx.end_us = now + self.time_on_air_us(n)
+                data, self.power_dbm(), bool(r[_MC2] & 0x04), now + self.time_on_air_us(n))
         self.last_tx = tx
         heard = r[_SYNC_WORD] == LORAWAN_SYNC
         if heard:

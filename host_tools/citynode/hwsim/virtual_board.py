@@ -91,6 +91,13 @@ class VirtualBoard:
             elif bus == "pin" or "pin" in s:
                 from citynode.hwsim.twin_mobility import PulseTwin
                 self.twins[d] = PulseTwin(hw.wire(s["pin"]), c, [40] * 24 * 30)
+        pm = (b.get("power") or {}).get("pmic")
+        if pm:  # the T-Beam's AXP192 (or, as another revision, an AXP2101): the radio and GPS rails behind it
+            from citynode.hwsim.twin_axp192 import AXP192Twin
+            chip = int(self.revision.get("power.pmic", "0x03"), 0)
+            self.twins["pmic"] = hw.attach_i2c(scl, _num(pm.get("address", 0x34)), AXP192Twin(chip_id=chip))
+            if "gps_nmea" in self.twins:
+                self.twins["pmic"].link("ldo3", self.twins["gps_nmea"])
         bat = b.get("battery") or {}
         if "adc" in bat:
             from citynode.hwsim.twin_adc import BatteryTwin
@@ -114,6 +121,8 @@ class VirtualBoard:
             from citynode.hwsim.twin_sx127x import SX1276Twin
             self.radio = SX1276Twin(c, self.air, p["sck"], p["cs"], reset=p.get("reset"), dio0=p.get("dio0"),
                                     dio1=p.get("dio1"), pa_pin=r["tx_ant"], name="vnode")
+            if "pmic" in self.twins:  # T-Beam: the SX1276 is fed from the AXP192's LDO2
+                self.twins["pmic"].link("ldo2", self.radio)
         elif kind == "sx1262":
             from citynode.hwsim.twin_sx126x import SX1262Twin
             self.radio = SX1262Twin(c, self.air, p["sck"], p["cs"], p["busy"], dio1=p.get("dio1"),

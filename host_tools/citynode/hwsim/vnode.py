@@ -101,6 +101,32 @@ def reset():
     sys.exit(0)  # the supervisor starts the node again: a reboot
 
 
+# The radio chip of the board this node is flashed as (its board.json, once `citynode flash` wrote it): the
+# SX1276/SX1262 twin on its pins, on an air of its own, unless vnode_hw.json says "radio_chip": false.
+_RADIO_AIR = None
+if not _HW.get("board") and _HW.get("radio_chip", True):
+    try:
+        with open("board.json") as _f:
+            _r = json.load(_f).get("radio") or {}
+    except (OSError, ValueError):
+        _r = {}
+    if _r.get("type") in ("sx1276", "sx1262"):
+        from citynode.hwsim.radio import Air as _Air
+        from citynode.hwsim.clock import VirtualClock as _VC2
+        if _m._state["clock"] is None:
+            _m._state["clock"] = _VC2()
+        _RADIO_AIR = _Air(_m._state["clock"])
+        _p = _r["pins"]
+        if _r["type"] == "sx1276":
+            from citynode.hwsim.twin_sx127x import SX1276Twin as _T
+            _T(_m._state["clock"], _RADIO_AIR, _p["sck"], _p["cs"], reset=_p.get("reset"), dio0=_p.get("dio0"),
+               dio1=_p.get("dio1"), pa_pin=_r.get("tx_ant", "PA_BOOST"))
+        else:
+            from citynode.hwsim.twin_sx126x import SX1262Twin as _T
+            _T(_m._state["clock"], _RADIO_AIR, _p["sck"], _p["cs"], _p["busy"], dio1=_p.get("dio1"),
+               reset=_p.get("reset"), tcxo_mv=_r.get("dio3_tcxo_millivolts"))
+
+
 # A whole board file on the pty (vnode_hw.json "board"): its twins wired as the file says, the radio chip's twin
 # on its SPI pins, an air with a gateway and a network server that knows dev_eui/app_key, and virtual time
 # (`time` is the board's clock: the firmware's waits cost nothing). Every accepted uplink is printed as a JSON

@@ -149,12 +149,10 @@ class Board:
         r = call(_RADIO_LISTEN, t0, t1, freq, sf, bw, 1 if iq else 0)
         if not r:
             return None
-        from citynode.hwsim.radio import Tx
+        from citynode.hwsim.airframe import Tx
 
         a = r.split()
-        tx = Tx("gw", int(a[0]), freq, sf, bw, True, unhexlify(a[2]))
-        tx.end_us = int(a[1])
-        return tx
+        return Tx("gw", int(a[0]), freq, sf, bw, True, unhexlify(a[2]), end_us=int(a[1]))
 
     # I2C (cnode.drivers.i2creg)
     def writeto_mem(self, addr, reg, buf, addrsize=8):
