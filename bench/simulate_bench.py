@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host_tools"))
 from citynode.runtime import compiled_firmware, micropython_exe  # noqa: E402
 
+MIP_INDEX = ROOT.parent / "shared" / "mip-index"  # micropython-lib's index, for the radio drivers
+FRAMES = ROOT / "bench" / ".sim_frames.jsonl"
+
 
 def simulate(*args) -> tuple[dict, float]:
     rep = ROOT / "bench" / ".sim_report.json"
@@ -51,17 +54,32 @@ def main() -> int:
                                        "lost": t["samples_lost"], "collided_frames": t["collided"],
                                        "duplicates_removed": t["duplicates"]}
     mp_nodes, mp_days = (2, 0.5) if a.quick else (50, 7)  # the CPython fleet target, under the unix port
-    t, wall = simulate("--runtime", "micropython", "--nodes", str(mp_nodes), "--days", str(mp_days), "--heap", "256K")
-    out["micropython_fleet"] = {"nodes": mp_nodes, "days": mp_days, "wall_s": round(wall, 1),
+    t, wall = simulate("--runtime", "micropython", "--nodes", str(mp_nodes), "--days", str(mp_days), "--heap", "256K",
+                       "--api-radio")
+    out["micropython_fleet"] = {"nodes": mp_nodes, "days": mp_days, "wall_s": round(wall, 1), "radio": t["radio"],
                                 "measured": t["samples_measured"], "delivered": t["samples_delivered"],
                                 "per_node_day_s": round(wall / mp_nodes / mp_days, 2)}
+    # the same fleet with each node's radio chip as its register-level twin under micropython-lib's driver
+    if MIP_INDEX.is_dir():
+        for board, n in (("ttgo-lora32-v2.1", mp_nodes), ("heltec-wifi-lora-32-v3", max(2, mp_nodes // 5))):
+            t, wall = simulate("--runtime", "micropython", "--nodes", str(n), "--days", str(mp_days),
+                               "--board", board, "--mip-index", str(MIP_INDEX), "--frames", str(FRAMES))
+            ups = [json.loads(x) for x in FRAMES.read_text().splitlines() if '"up"' in x]
+            FRAMES.unlink()
+            out[f"micropython_fleet_twin_{board}"] = {
+                "nodes": n, "days": mp_days, "wall_s": round(wall, 1), "radio": t["radio"],
+                "measured": t["samples_measured"], "delivered": t["samples_delivered"],
+                "per_node_day_s": round(wall / n / mp_days, 2), "live_heap_peak_bytes": t["heap_peak_bytes"],
+                "power_at_antenna_dbm": sorted({u["power_dbm"] for u in ups}, key=str),
+                "uplinks_on_air": len(ups)}
     # smallest heap (64-bit unix port) in which one node runs a week, in 4K steps down from the 128K target
     # (or up, if it does not fit); a node that fails shows as a non-zero exit or as samples not delivered
     week = "1" if a.quick else "7"
 
     def runs(kb, *mode):
         try:
-            t, _ = simulate("--runtime", "micropython", *mode, "--nodes", "1", "--days", week, "--heap", f"{kb}K")
+            t, _ = simulate("--runtime", "micropython", *mode, "--nodes", "1", "--days", week, "--heap", f"{kb}K",
+                            "--api-radio")
         except subprocess.CalledProcessError:
             return None
         return t if t["samples_delivered"] == t["samples_measured"] > 0 else None

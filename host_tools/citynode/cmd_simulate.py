@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--board", help="every node is this board (a name from `citynode boards`); with --runtime "
                    "micropython its LoRa chip is a register-level twin under micropython-lib's driver (default: "
                    "the virtual board, an SX1276)")
+    p.add_argument("--api-radio", action="store_true", help="with --runtime micropython: the API-level modem instead "
+                   "of the chip's twin under its driver (the firmware's own heap, without the twin and the double)")
     p.add_argument("--mip-index", metavar="URL|DIR", help="where the radio drivers come from (micropython-lib's mip "
                    "index, or an offline copy; default the public index, then the local cache)")
     p.add_argument("--out", help="write the samples the network decoded (JSON lines)")
@@ -137,7 +139,7 @@ def cmd_simulate(args) -> int:
 
         board = get_board(args.board or "virtual")
         cfg.board = board.node_config()
-        if args.runtime == "micropython":
+        if args.runtime == "micropython" and not args.api_radio:
             cfg.radio_lib = radio_lib(board, args.mip_index)
     if args.runtime == "micropython":
         from .fleet.mp import run_micropython

@@ -21,15 +21,19 @@ UP = {"freq_khz": 868100, "sf": 7, "bw": "125", "coding_rate": 5, "preamble_len"
       "output_power": 14, "crc_en": True, "invert_iq_tx": False, "invert_iq_rx": True}
 
 
-@pytest.fixture
-def sx1276(lora_lib):
-    """A TTGO-wired SX1276 (PA_BOOST to the antenna) and the driver on it; returns (clock, air, twin, lora)."""
+def _bench(lora_lib, make_twin):
+    """A clock, the machine double, the driver on that clock, an air and the twin; (clock, air, twin, lora)."""
     clock = VirtualClock()
     hw.use(clock)
     lora = driver.load(clock, str(lora_lib))
     air = Air(clock)
-    twin = SX1276Twin(clock, air, 5, 18, reset=23, dio0=26, dio1=33, pa_pin="PA_BOOST")
-    return clock, air, twin, lora
+    return clock, air, make_twin(clock, air), lora
+
+
+@pytest.fixture
+def sx1276(lora_lib):
+    """A TTGO-wired SX1276 (PA_BOOST to the antenna) and the driver on it."""
+    return _bench(lora_lib, lambda c, air: SX1276Twin(c, air, 5, 18, reset=23, dio0=26, dio1=33, pa_pin="PA_BOOST"))
 
 
 def _sx1276(lora, **kw):
@@ -40,13 +44,8 @@ def _sx1276(lora, **kw):
 
 @pytest.fixture
 def sx1262(lora_lib):
-    """A Heltec-V3-wired SX1262 with a 1.8 V TCXO on DIO3; returns (clock, air, twin, lora)."""
-    clock = VirtualClock()
-    hw.use(clock)
-    lora = driver.load(clock, str(lora_lib))
-    air = Air(clock)
-    twin = SX1262Twin(clock, air, 9, 8, 13, dio1=14, reset=12, tcxo_mv=1800)
-    return clock, air, twin, lora
+    """A Heltec-V3-wired SX1262 with a 1.8 V TCXO on DIO3 and the driver on it."""
+    return _bench(lora_lib, lambda c, air: SX1262Twin(c, air, 9, 8, 13, dio1=14, reset=12, tcxo_mv=1800))
 
 
 def _sx1262(lora, tcxo=1800):
@@ -93,11 +92,8 @@ def test_sx1262_time_on_air_from_its_parameters(sx1262, sf, n, us):
     ({"output_power": -2}, "RFO", -2.2),  # MaxPower 0, OutputPower -2 + 4: 10.8 - (15 - 2)
 ])
 def test_sx1276_power_at_the_antenna(lora_lib, cfg, wired, dbm):
-    clock = VirtualClock()
-    hw.use(clock)
-    lora = driver.load(clock, str(lora_lib))
-    air = Air(clock)
-    SX1276Twin(clock, air, 5, 18, reset=23, dio0=26, dio1=33, pa_pin=wired)
+    clock, air, _, lora = _bench(lora_lib, lambda c, a: SX1276Twin(c, a, 5, 18, reset=23, dio0=26, dio1=33,
+                                                                      pa_pin=wired))
     m = _sx1276(lora)
     m.configure(dict(UP, **cfg))
     m.send(b"\x40" + bytes(12))

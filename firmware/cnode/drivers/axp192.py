@@ -33,7 +33,7 @@ class AXP192(I2CReg):
     def __init__(self, i2c, clock, addr=ADDR):
         I2CReg.__init__(self, i2c, addr)
         self.clock = clock
-        self.values = [None]
+        self.values: list = [None]
         self._b2 = bytearray(2)
         self._read(_REG_IC_TYPE, self._b1)
         ic = self._b1[0]

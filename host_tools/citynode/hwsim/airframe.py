@@ -25,3 +25,17 @@ class Tx:
         return "Tx(%s %d kHz SF%d %s %d B at %d ms)" % (self.source, self.freq_khz, self.sf,
                                                        "down" if self.iq_inverted else "up", len(self.data),
                                                        self.start_us // 1000)
+
+
+def on_air(clock, air, tx, heard, done):
+    """A radio twin's transmission: on the air now (when a LoRaWAN gateway can hear its sync word), ended at
+    tx.end_us, and then done() (the chip's TxDone)."""
+    if heard:
+        air.start(tx)
+
+    def end():
+        if heard:
+            air.end(tx)
+        done()
+
+    clock.call_at_us(tx.end_us, end)

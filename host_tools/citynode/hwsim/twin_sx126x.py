@@ -5,7 +5,7 @@
 # from its own parameters; downlinks whose preamble starts in an RX window land in its buffer.
 # MicroPython-compatible (runs in the unix port's node too).
 from citynode.hwsim import machine as hw
-from citynode.hwsim.airframe import Tx
+from citynode.hwsim.airframe import Tx, on_air
 
 # chip modes in the status byte, bits 6:4 (DS 13.5.1 Table 13-76)
 STBY_RC, STBY_XOSC, FS, RX, TX = 2, 3, 4, 5, 6
@@ -319,21 +319,16 @@ class SX1262Twin:
                 self.power_dbm(), bool(self.crc), now + self.time_on_air_us(n))
         self.last_tx = tx
         heard = self._syncword() == LORAWAN_SYNC
-        if heard:
-            self.air.start(tx)
-        else:
-            self.unheard += 1
+        self.unheard += 0 if heard else 1
         gen = self._gen
 
         def done():
-            if heard:
-                self.air.end(tx)
             if self._gen == gen:
                 self.mode = STBY_RC  # DS 13.1.4: after TxDone the chip falls back to STDBY_RC
                 self.cmd_status = _CMD_TX_DONE
                 self._flag(TX_DONE)
 
-        self.clock.call_at_us(tx.end_us, done)
+        on_air(self.clock, self.air, tx, heard, done)
 
     def _start_rx(self, timeout):
         self._gen += 1

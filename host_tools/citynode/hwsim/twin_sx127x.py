@@ -4,7 +4,7 @@
 # radiates goes on the simulated air, with its time on air computed from its own registers; downlinks whose
 # preamble starts in an RX window land in the FIFO. MicroPython-compatible (runs in the unix port's node too).
 from citynode.hwsim import machine as hw
-from citynode.hwsim.airframe import Tx
+from citynode.hwsim.airframe import Tx, on_air
 
 # DS 4.4 register map (LoRa page) and DS 4.2 (FSK page, for RegImageCal only)
 _FIFO = 0x00
@@ -294,20 +294,15 @@ class SX1276Twin:
                 data, self.power_dbm(), bool(r[_MC2] & 0x04), now + self.time_on_air_us(n))
         self.last_tx = tx
         heard = r[_SYNC_WORD] == LORAWAN_SYNC
-        if heard:
-            self.air.start(tx)
-        else:
-            self.unheard += 1
+        self.unheard += 0 if heard else 1
         gen = self._gen
 
         def done():
-            if heard:
-                self.air.end(tx)
             if self._gen == gen:
                 self._to_standby()
                 self._flag(TX_DONE)
 
-        self.clock.call_at_us(tx.end_us, done)
+        on_air(self.clock, self.air, tx, heard, done)
 
     # --- receive ----------------------------------------------------------------------------------------------
     def _start_rx(self, continuous):
