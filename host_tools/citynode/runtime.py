@@ -53,6 +53,7 @@ def compiled_firmware(dest: Path | None = None) -> Path:
         h.update(str(s.relative_to(FIRMWARE_DIR)).encode())
         h.update(s.read_bytes())
     h.update((MP_DIR / "node_main.py").read_bytes())
+    h.update((MP_DIR / "twin_board.py").read_bytes())
     h.update((HOST_DIR / "citynode" / "hwsim" / "counting_queue.py").read_bytes())
     dest = dest or Path(tempfile.gettempdir()) / f"citynode-mpy-{h.hexdigest()[:16]}"
     if (dest / ".done").exists():
@@ -75,7 +76,7 @@ def compiled_firmware(dest: Path | None = None) -> Path:
         proc = subprocess.run([cross, "-o", str(out), "-s", str(rel), str(s)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise CitynodeError(f"mpy-cross failed on {s}: {proc.stderr.strip()}")
-    for src, name in ((MP_DIR / "node_main.py", "cn_node_main"),
+    for src, name in ((MP_DIR / "node_main.py", "cn_node_main"), (MP_DIR / "twin_board.py", "cn_twin_board"),
                       (HOST_DIR / "citynode" / "hwsim" / "counting_queue.py", "cn_counting_queue")):
         proc = subprocess.run([cross, "-o", str(dest / f"{name}.mpy"), "-s", f"{name}.py", str(src)],
                               capture_output=True, text=True)

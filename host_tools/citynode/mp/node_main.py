@@ -7,7 +7,7 @@
 # reply to HELLO gives the start time, reset cause, DevEUI, AppKey, interval, whether to deep-sleep, whether
 # uplinks are confirmed, and the pulse counter channel (if the node counts). With a board.json whose radio is
 # an SX1276/SX1262, the radio is that chip's register-level twin in this process under micropython-lib's
-# driver (installed beside the firmware); only what the chip radiates and hears crosses to the simulator.
+# driver (cn_twin_board, mp/twin_board.py); only what the chip radiates and hears crosses to the simulator.
 #
 # Kept small on purpose: this file shares the node's heap, so it has one class with only the methods the
 # firmware calls, and reuses the firmware's names where it can (every new name is an interned string).
@@ -49,13 +49,9 @@ _LOG = const(17)
 _PUSHED = const(18)
 _HEAP = const(19)
 _DEEPSLEEP = const(20)
-_RADIO_START = const(21)
-_RADIO_END = const(22)
-_RADIO_LISTEN = const(23)
 
 # virtual time (us) of the last reply, start time (unix s), the counter pin's handler (cnode.drivers.pulse)
 _t = [0, 0, None]
-_tm = []  # the radio twin's hardware events: (due us, fn), in time order
 
 
 def call(*a):
@@ -104,55 +100,11 @@ class Board:
         d = (a - b) & 0x3FFFFFFF
         return d - 0x40000000 if d >= 0x20000000 else d
 
-    def ticks_us(self):
-        return _t[0] & 0x3FFFFFFF
-
     def sleep_ms(self, n):
-        self.sleep_us(int(n * 1000))
-
-    def sleep_us(self, n):
-        """Sleep n us; a twin event due meanwhile runs at its own time (the clock stops there first)."""
-        end = _t[0] + n
-        while _tm and _tm[0][0] <= end:
-            e = _tm.pop(0)
-            if e[0] > _t[0]:
-                call(_SLEEP, e[0] - _t[0])
-            e[1]()
-        if end > _t[0]:
-            call(_SLEEP, end - _t[0])
+        call(_SLEEP, int(n * 1000))
 
     def time(self):
         return _t[1] + _t[0] // 1000000
-
-    # clock as the radio twin uses it (citynode.hwsim.twin_sx127x / twin_sx126x) and machine.idle()
-    def monotonic_us(self):
-        return _t[0]
-
-    def call_at_us(self, at, fn):
-        i = 0
-        while i < len(_tm) and _tm[i][0] <= at:
-            i += 1
-        _tm.insert(i, (at, fn))
-
-    def next_due_us(self):
-        return _tm[0][0] if _tm else None
-
-    # the fleet's air as the radio twin uses it: start(tx), end(tx), take(...) (citynode.hwsim.radio.Air)
-    def start(self, tx):
-        tx.id = call(_RADIO_START, tx.start_us, tx.end_us, tx.freq_khz, tx.sf, tx.bw_khz, 1 if tx.iq_inverted else 0,
-                     "-" if tx.power is None else tx.power, _hex(tx.data))
-
-    def end(self, tx):
-        call(_RADIO_END, tx.id)
-
-    def take(self, t0, t1, freq, sf, bw, iq):
-        r = call(_RADIO_LISTEN, t0, t1, freq, sf, bw, 1 if iq else 0)
-        if not r:
-            return None
-        from citynode.hwsim.airframe import Tx
-
-        a = r.split()
-        return Tx("gw", int(a[0]), freq, sf, bw, True, unhexlify(a[2]), end_us=int(a[1]))
 
     # I2C (cnode.drivers.i2creg)
     def writeto_mem(self, addr, reg, buf, addrsize=8):
@@ -225,36 +177,24 @@ class Board:
         call(_RTC_SET, _hex(data))
 
 
-def _radio(b):
-    """The board's LoRa chip as its twin (on this process's machine double, in the fleet's time and air) under
-    micropython-lib's driver, when board.json names an SX1276/SX1262; else the API-level modem (b itself)."""
-    from cnode.board import load
-
+def _board():
+    """The board as the firmware sees it; when board.json (written only by a twin-mode simulation) names an
+    SX1276/SX1262, a TwinBoard whose radio is that chip's twin (cn_twin_board, loaded only then: the API-level
+    node interns none of its names)."""
     try:
-        r = load().get("radio") or {}
+        f = open("board.json")
     except OSError:
-        return b
-    kind = r.get("type")
-    if kind not in ("sx1276", "sx1262"):
-        return b
-    from citynode.hwsim import machine as hw
-    from citynode.hwsim import lora_lib
-    from cnode.loraradio import radio
+        return Board(), None
+    import json
 
-    hw.use(b)
-    p = r["pins"]
-    if kind == "sx1276":
-        from citynode.hwsim.twin_sx127x import SX1276Twin
+    with f:
+        r = json.load(f).get("radio") or {}
+    if r.get("type") not in ("sx1276", "sx1262"):
+        return Board(), None
+    from cn_twin_board import TwinBoard
 
-        SX1276Twin(b, b, p["sck"], p["cs"], reset=p["reset"], dio0=p["dio0"], dio1=p["dio1"], pa_pin=r["tx_ant"])
-    else:
-        from citynode.hwsim.twin_sx126x import SX1262Twin
-
-        SX1262Twin(b, b, p["sck"], p["cs"], p["busy"], dio1=p["dio1"], reset=p["reset"],
-                   tcxo_mv=r.get("dio3_tcxo_millivolts"))
-    lora_lib.load(b)
-    gc.collect()
-    return radio(r, hw)
+    b = TwinBoard()
+    return b, b.radio(r)
 
 
 def main():
@@ -269,7 +209,7 @@ def main():
     counter = a[7] if a[7] != "-" else None
     if counter:
         from cnode.drivers.pulse import PulseCounter  # only a counting node carries its code
-    b = Board()
+    b, modem = _board()
     try:
         osfs.mkdir("q")
     except OSError:
@@ -292,7 +232,7 @@ def main():
     gc.collect()
     queue = CountingQueue(Queue(osfs, "q", seg_bytes=4096, max_segs=16), lambda t: call(_PUSHED, t))
     gc.collect()
-    mac = Mac(_radio(b), b, b, dev_eui, bytes(8), app_key, rand=rand)
+    mac = Mac(modem or b, b, b, dev_eui, bytes(8), app_key, rand=rand)
     gc.collect()
     node = Node(b, sampler, queue, mac, interval_s=interval, rtc=b, reboot_reason=reason, log=log,
                 confirmed=confirmed)
