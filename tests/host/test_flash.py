@@ -356,6 +356,7 @@ def _read_until(port, text, limit_s=10.0):
     return buf.decode(errors="replace")
 
 
+@pytest.mark.mipindex  # a LoRa board: its install needs micropython-lib's drivers from the index
 def test_install_app_selftest_and_reboot_into_the_app(app_src):
     board = get_board("ttgo-lora32-v2.1", BOARDS_DIR)
     with VirtualNode(i2c=[0x76]) as node:
@@ -378,6 +379,7 @@ def test_install_app_selftest_and_reboot_into_the_app(app_src):
         assert node.boots == 2
 
 
+@pytest.mark.mipindex  # a LoRa board: its install needs micropython-lib's drivers from the index
 def test_missing_sensor_fails_the_selftest_and_keeps_the_marker(app_src):
     board = get_board("ttgo-lora32-v2.1", BOARDS_DIR)
     with VirtualNode(i2c=[]) as node:
@@ -386,6 +388,7 @@ def test_missing_sensor_fails_the_selftest_and_keeps_the_marker(app_src):
         assert (node.fs / MARKER).exists()
 
 
+@pytest.mark.mipindex  # a LoRa board: its install needs micropython-lib's drivers from the index
 def test_ctrl_c_during_install_leaves_the_node_marked_unfinished(app_src):
     board = get_board("ttgo-lora32-v2.1", BOARDS_DIR)
     with VirtualNode(i2c=[0x76]) as node:
@@ -400,6 +403,7 @@ def test_ctrl_c_during_install_leaves_the_node_marked_unfinished(app_src):
     assert "install unfinished" in proc.stdout and "app running" not in proc.stdout
 
 
+@pytest.mark.mipindex  # a LoRa board: its install needs micropython-lib's drivers from the index
 def test_full_flash_via_cli(app_src, fw_file, capsys):
     with Esp32RomSim() as sim, VirtualNode(i2c=[0x76]) as node:
         rc = main(["flash", "--board", "ttgo-lora32-v2.1", "--port", sim.url, "--repl-port", node.port,
@@ -410,6 +414,7 @@ def test_full_flash_via_cli(app_src, fw_file, capsys):
     assert "verified" in out.out and "bme280        ok" in out.out
 
 
+@pytest.mark.mipindex  # a LoRa board: its install needs micropython-lib's drivers from the index
 def test_full_flash_with_a_missing_sensor_exits_1(app_src, fw_file, capsys):
     with Esp32RomSim() as sim, VirtualNode(i2c=[]) as node:
         rc = main(["flash", "--board", "ttgo-lora32-v2.1", "--port", sim.url, "--repl-port", node.port,
@@ -484,6 +489,7 @@ def test_repl_port_errors_are_classified():
             holder.close()
 
 
+@pytest.mark.mipindex  # a LoRa board: its install needs micropython-lib's drivers from the index
 def test_a_crashing_selftest_is_one_line(app_src):
     board = get_board("ttgo-lora32-v2.1", BOARDS_DIR)
     broken = dict(board.node_config(), i2c={"scl": 22})  # no sda: the self-test script itself fails
@@ -493,6 +499,7 @@ def test_a_crashing_selftest_is_one_line(app_src):
             install_app(node.port, board, config=broken, no_reset=True)
 
 
+@pytest.mark.mipindex  # a LoRa board: its install needs micropython-lib's drivers from the index
 def test_selftest_powers_the_vext_rail_on_heltec_boards(app_src):
     board = get_board("heltec-wifi-lora-32-v3", BOARDS_DIR)
     assert board.power["vext"] == {"pin": 36, "active": 0}
@@ -548,6 +555,7 @@ def selftest(slots, out=print):
 """
 
 
+@pytest.mark.mipindex  # a LoRa board: its install needs micropython-lib's drivers from the index
 def test_the_firmware_selftest_table_is_shown_and_its_failures_count(app_src):
     (app_src / "cnode" / "board.py").write_text(FAKE_BOARD_MODULE)
     ttgo = get_board("ttgo-lora32-v2.1", BOARDS_DIR)
