@@ -13,8 +13,11 @@ from cnode.record import Records
 _FPORT_DATA = const(2)
 FPORT_CMD = const(3)
 _FW_VERSION = const(10000)  # 1.00.00
-_RTC_FMT = const("<HIIIHH")  # magic, cycle_no, pending, oldest_t, fill_est, carry
-_RTC_MAGIC = const(0xC17E)
+_RTC_FMT = const("<HIIIHHHH")  # magic, cycle_no, pending, oldest_t, fill_est, carry, held bytes, unstamped lost
+_RTC_MAGIC = const(0xC17F)
+VALID_S = const(788918400)  # 2025-01-01 in seconds since 2000: a clock below it was never set since power-on
+_HELD_MAX = const(1024)  # RTC memory for samples taken before the clock is known (about 40 samples)
+_JOIN_WAIT_MS = const(30000)  # a join back-off up to this is waited out in the cycle; a longer one, next cycle
 
 
 class Node:
@@ -44,6 +47,8 @@ class Node:
         self.fill_est = 8  # records a frame holds at the current DR (estimated from the frames sent)
         self.carry = 0  # channel index where the oldest record's next part starts (split records)
         self.reboot_reason = reboot_reason
+        self.held = []  # records measured before the clock was known (time since power-on): RTC memory
+        self.unstamped_lost = 0  # such records dropped because the clock stayed unknown too long
         self.sent_frames = 0
         self.join_attempts = 0
         self.errors = 0
@@ -58,10 +63,19 @@ class Node:
     # --- state across deep sleep ----------------------------------------------------------------------
     def _restore(self):
         m = self.rtc.memory() if self.rtc is not None else b""
-        if len(m) >= struct.calcsize(_RTC_FMT):
-            magic, c, p, o, f, carry = struct.unpack_from(_RTC_FMT, m, 0)
-            if magic == _RTC_MAGIC:
+        n = struct.calcsize(_RTC_FMT)
+        if len(m) >= n:
+            magic, c, p, o, f, carry, held, lost = struct.unpack_from(_RTC_FMT, m, 0)
+            if magic == _RTC_MAGIC and len(m) >= n + held:
                 self.cycle_no, self.pending, self.oldest_t, self.fill_est, self.carry = c, p, o, f, carry
+                self.unstamped_lost = lost
+                i = n
+                while i < n + held:
+                    k = 5 + 6 * m[i + 4]  # record length from its count byte (cnode.record layout)
+                    self.held.append(bytes(m[i:i + k]))
+                    i += k
+                if hasattr(self.link, "resume"):  # the MAC's RAM state (ADR, answers owed, duty cycle)
+                    self.link.resume(m[n + held:])
         if self.pending != self.queue.depth:  # the queue on flash is the truth
             self.pending = self.queue.depth
             self.carry = 0
@@ -77,10 +91,16 @@ class Node:
         except ValueError:
             self.oldest_t = 0
 
-    def _persist(self):
-        if self.rtc is not None:
-            self.rtc.memory(struct.pack(_RTC_FMT, _RTC_MAGIC, self.cycle_no & 0xFFFFFFFF, self.pending,
-                                        self.oldest_t, self.fill_est, self.carry))
+    def _persist(self, sleep_ms=0):
+        """What must survive deep sleep into RTC memory: this node's counters, the samples waiting for the
+        clock, then the link's RAM state (the MAC's, taken `sleep_ms` before it wakes)."""
+        if self.rtc is None:
+            return
+        held = b"".join(self.held)
+        head = struct.pack(_RTC_FMT, _RTC_MAGIC, self.cycle_no & 0xFFFFFFFF, self.pending, self.oldest_t,
+                           self.fill_est, self.carry, len(held), self.unstamped_lost)
+        tail = self.link.suspend(sleep_ms) if hasattr(self.link, "suspend") else b""
+        self.rtc.memory(head + held + tail)
 
     def _say(self, msg):
         if self.log is not None:
@@ -105,16 +125,45 @@ class Node:
         self._status()
         rec = self.rec.pack(t, s.vals, s.flags)
         if len(rec) > 5:
-            self.queue.push(rec)
-            if self.pending == 0:
-                self.oldest_t = t
-            self.pending += 1
+            if t < VALID_S:  # the clock is not set since power-on: hold it until it is (time since power-on)
+                self._hold(bytes(rec))
+            else:
+                self._push(rec, t)
         self.cycle_no += 1
         self._uplink(t)
-        self._persist()
         spent = self.clock.ticks_diff(self.clock.ticks_ms(), start)
         left = self.interval_s * 1000 - spent
-        return left if left > 0 else 0
+        left = left if left > 0 else 0
+        self._persist(left)
+        return left
+
+    def _push(self, rec, t):
+        self.queue.push(rec)
+        if self.pending == 0:
+            self.oldest_t = t
+        self.pending += 1
+
+    def _hold(self, rec):
+        self.held.append(rec)
+        size = 0
+        for r in self.held:
+            size += len(r)
+        while size > _HELD_MAX:  # the clock stays unknown (no network time): the oldest cannot be dated
+            size -= len(self.held.pop(0))
+            self.unstamped_lost += 1
+
+    def _clock_set(self):
+        """The link set the clock (DeviceTimeAns): stamp the held samples with real time, queue them."""
+        jump = self.link.time_set
+        self.link.time_set = None
+        self._say("clock set (%+d s)" % jump)
+        held = self.held
+        self.held = []
+        for r in held:
+            b = bytearray(r)
+            t = struct.unpack_from("<I", b, 0)[0] + jump
+            struct.pack_into("<I", b, 0, t)
+            self._push(b, t)
 
     def _status(self):
         st = self._st
@@ -128,7 +177,7 @@ class Node:
             if "queue_depth" in st:
                 vals[st["queue_depth"]] = self.queue.depth
             if "dropped" in st:
-                vals[st["dropped"]] = self.queue.dropped
+                vals[st["dropped"]] = self.queue.dropped + self.unstamped_lost
         if first and "reboot_reason" in st:
             vals[st["reboot_reason"]] = self.reboot_reason
 
@@ -137,7 +186,7 @@ class Node:
         if not link.joined:
             try:
                 self.join_attempts += 1
-                link.join(1)
+                link.join(1, _JOIN_WAIT_MS)
                 self._say("joined")
             except MemoryError:  # not a network condition: a retry would fail the same way; let the board reset
                 raise
@@ -145,6 +194,8 @@ class Node:
                 self.errors += 1
                 self._say("join: %s" % (e,))
                 return
+        if self.held and getattr(link, "set_clock", None) is not None and link.want_time():
+            self._ask_time()  # nothing goes on air with a time since power-on: ask the network first
         while self.pending:
             full = self.pending >= self.fill_est
             late = now - self.oldest_t >= self.max_latency_s
@@ -152,6 +203,19 @@ class Node:
                 return
             if not self._send_one():
                 return
+
+    def _ask_time(self):
+        """An uplink with no payload whose FOpts carry DeviceTimeReq; the answer sets the clock."""
+        try:
+            self.link.send(_FPORT_DATA, b"")
+        except MemoryError:
+            raise
+        except Exception as e:
+            self.errors += 1
+            self._say("time request: %s" % (e,))
+            return
+        if self.link.time_set is not None:
+            self._clock_set()
 
     def _send_one(self):
         """Build one frame from the oldest records and send it; True if it was sent."""
@@ -226,6 +290,8 @@ class Node:
         return True
 
     def _handle_downlink(self):
+        if getattr(self.link, "time_set", None) is not None:
+            self._clock_set()
         dl = self.link.downlink
         if dl is not None and self.commands is not None:
             reply = self.commands(dl[0], dl[1])

@@ -127,7 +127,7 @@ class MqttLink:
         self._backoff = b if b < self.backoff_max_ms else self.backoff_max_ms
         self._retry_at = self.clock.ticks_add(self.clock.ticks_ms(), self._backoff)
 
-    def join(self, attempts=3):
+    def join(self, attempts=3, wait_ms=-1):
         """Bring the WLAN up and open the MQTT session; up to `attempts` tries spaced by the back-off.
         Raises JoinFailed with the last reason."""
         if self.joined and self.client.connected:

@@ -13,6 +13,10 @@ from cnode.lorawan import region as R
 from cnode.lorawan.cmac import Cmac
 
 _FLOOR10 = {7: -75, 8: -100, 9: -125, 10: -150, 11: -175, 12: -200}  # demodulation floor SNR, 0.1 dB (SX1276)
+UTC_AT_ZERO_S = 820540800  # 2026-01-01 in seconds since 2000: the tests' server time when the air's clock reads 0
+EPOCH_2000 = 946684800  # 2000-01-01 in Unix seconds
+GPS_EPOCH_UNIX = 315964800  # 1980-01-06 in Unix seconds
+GPS_LEAP_S = 18  # GPS - UTC since 2017-01-01
 _UP_CMD_LEN = {0x02: 0, 0x03: 1, 0x04: 0, 0x05: 1, 0x06: 2, 0x07: 1, 0x08: 0, 0x0A: 1, 0x0D: 0}
 
 
@@ -47,6 +51,17 @@ def new_channel_req(index, freq_khz, min_dr, max_dr):
 
 def rx_timing_setup_req(delay_s):
     return bytes((0x08, delay_s & 0x0F))
+
+
+def device_time_ans(gps_us):
+    """DeviceTimeAns (5.9): GPS seconds (4 B LE) and 1/256 s of the time in gps_us (microseconds)."""
+    frac = (gps_us % 1000000) * 256 // 1000000
+    return bytes((0x0D,)) + struct.pack("<I", (gps_us // 1000000) & 0xFFFFFFFF) + bytes((frac,))
+
+
+def gps_us(utc2000_us):
+    """GPS time (us since 1980-01-06) of a UTC time in us since 2000 (GPS runs GPS_LEAP_S ahead of UTC)."""
+    return utc2000_us + (EPOCH_2000 - GPS_EPOCH_UNIX + GPS_LEAP_S) * 1000000
 
 
 def link_check_ans(margin, gw_cnt):
@@ -124,8 +139,9 @@ class Gateway:
 
 class NetworkServer:
     def __init__(self, air, net_id=0x000013, rx_window=1, rx1_dr_offset=0, rx2_dr=0, rx_delay_s=1,
-                 cflist=None, devaddr_base=0x26011000):
+                 cflist=None, devaddr_base=0x26011000, utc_at_zero_s=UTC_AT_ZERO_S):
         self.air = air
+        self.utc_at_zero_s = utc_at_zero_s  # UTC (s since 2000) when the air's clock reads 0: the server's time
         self.net_id = net_id
         self.rx_window = rx_window  # 1 or 2: which window downlinks use
         self.join_settings = (rx1_dr_offset, rx2_dr, rx_delay_s)
@@ -251,6 +267,8 @@ class NetworkServer:
                 if args[0] == 7 and dev._pending_rxparam:
                     dev.rx1_dr_offset, dev.rx2_dr, dev.rx2_freq = dev._pending_rxparam
                 dev._pending_rxparam = None
+            elif cid == 0x0D:  # DeviceTimeReq: the time at the end of this uplink, as TTS and ChirpStack answer
+                out += device_time_ans(gps_us(self.utc_at_zero_s * 1000000 + up.end_us))
             elif cid == 0x08:
                 need = True
                 if dev._pending_rxtiming:

@@ -74,7 +74,7 @@ class RecLink:
     def downlink(self):
         return self.link.downlink
 
-    def join(self, attempts=8):
+    def join(self, attempts=8, wait_ms=-1):
         return self.link.join(attempts)
 
     def max_payload(self):

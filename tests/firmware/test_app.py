@@ -27,7 +27,7 @@ class _Link:
         self.fail = None
         self.sent = []
 
-    def join(self, attempts):
+    def join(self, attempts, wait_ms=-1):
         if self.fail is not None:
             raise self.fail
         self.joined = True

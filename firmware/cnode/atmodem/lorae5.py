@@ -91,7 +91,7 @@ class LoRaE5(AtLink):
         return d
 
     # --- join --------------------------------------------------------------------------------------------
-    def join(self, attempts=8):
+    def join(self, attempts=8, wait_ms=-1):
         """OTAA join: up to `attempts` AT+JOIN requests JOIN_RETRY_MS apart. Returns True or raises JoinFailed,
         LinkTimeout, ModemBusy, ModemError."""
         self.joined = False

@@ -92,7 +92,7 @@ class RAK3172(AtLink):
         raise ModemError("AT+DR=?: no value")
 
     # --- join --------------------------------------------------------------------------------------------
-    def join(self, attempts=8):
+    def join(self, attempts=8, wait_ms=-1):
         """OTAA join; the modem makes up to `attempts` requests JOIN_INTERVAL_S apart. Returns True, or raises
         JoinFailed (every attempt failed, or the modem went quiet after a failure), LinkTimeout (no event at all),
         ModemBusy, ModemError."""

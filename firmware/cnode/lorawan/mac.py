@@ -24,6 +24,18 @@ _SYNCWORD = const(0x34)  # public LoRaWAN network
 _SESSION_FMT = const("<I16s16sBBBIBBBBBH")  # devaddr, NwkSKey, AppSKey, rx1 off, rx2 dr, rx1 delay s, rx2 kHz,
 #                                      dr, tx power, nbtrans, max duty, adr, channel mask
 _CH_FMT = const("<IIB")  # per channel: uplink kHz, downlink kHz (0 = same), DR range
+# State that lives in RAM and must survive deep sleep (kept in RTC memory by the caller, see suspend()):
+# magic, DevAddr, monotonic ms at wake, FCntUp, ADR_ACK_CNT, join trials, join next/first and DutyCycleReq
+# off-time end (ms relative to wake), time sync due (s relative to wake), sticky RXParamSetupAns status,
+# RXTimingSetupAns, DlChannelAns status, LinkCheckReq, ACK owed, answer bytes, ledger entries; then the
+# one-shot answers and the duty-cycle ledger as (band, minute relative to wake, airtime ms) per bucket in use
+_RTC_FMT = const("<HIQIHBiiiibBbBBBB")
+_RTC_MAGIC = const(0x4D41)
+_LED_FMT = const("<BhH")
+_GPS_UNIX = const(315964800)  # GPS epoch 1980-01-06 in Unix seconds
+GPS_LEAP_S = const(18)  # GPS - UTC since 2017-01-01 (IERS Bulletin C: no leap second announced since)
+_EPOCH_2000 = const(946684800)
+_RESYNC_S = const(86400)  # DeviceTimeReq again a day after the last answer
 
 
 class Mac:
@@ -56,6 +68,13 @@ class Mac:
         self._agg_next = 0  # DutyCycleReq aggregated off-time ends (monotonic ms)
         self._join_next = 0
         self._join_first = -1
+        self.join_dr_used = -1  # the DR of the join-request that was accepted
+        self.join_trials = 0  # join-requests sent without an accept: the DR steps down and the back-off grows
+        self.time_due = 0  # monotonic ms when the next DeviceTimeReq goes out (0: with the next uplink)
+        self.time_set = None  # the clock's jump in s when a DeviceTimeAns set it (the caller clears it)
+        self.set_clock = None  # fn(seconds since 2000 as float) that sets the wall clock; None: never ask
+        self._time_req = False  # a DeviceTimeReq is in the uplink on air
+        self._tx_end = 0  # ticks_ms when the last uplink ended (DeviceTimeAns refers to it)
         self.ch_freq = [0] * R.NUM_CHANNELS
         self.ch_dl = [0] * R.NUM_CHANNELS
         self.ch_dr = bytearray(R.NUM_CHANNELS)
@@ -128,6 +147,73 @@ class Mac:
         self.store.commit()
         self.dirty = False
 
+    def suspend(self, sleep_ms):
+        """The RAM state LoRaWAN needs across deep sleep, as bytes for RTC memory (at most 64 + 5 per minute
+        of the last hour with airtime, per sub-band): ADR_ACK_CNT, answers owed (sticky and one-shot), the
+        duty-cycle ledger, the join back-off and trials, FCntUp (so no count is skipped on wake), the time
+        sync schedule. Times are stored relative to the wake, `sleep_ms` from now."""
+        wake = self.now_ms() + sleep_ms
+        led = self.duty.entries(wake)
+        blob = bytearray(struct.calcsize(_RTC_FMT) + self._nans + struct.calcsize(_LED_FMT) * len(led))
+        joined = self.joined
+
+        def rel(t):
+            return t - wake if t else 0
+
+        struct.pack_into(_RTC_FMT, blob, 0, _RTC_MAGIC, self.devaddr if joined else 0, wake,
+                         self.fcnt_up if joined else 0, self.adr_ack_cnt, self.join_trials, rel(self._join_next),
+                         self._join_first - wake if self._join_first >= 0 else -0x7FFFFFFF, rel(self._agg_next),
+                         (self.time_due - wake) // 1000 if self.time_due else -0x7FFFFFFF, self.sticky_rxparam,
+                         1 if self.sticky_rxtiming else 0, self.sticky_dlch, 1 if self._link_check else 0,
+                         1 if self._ack_next else 0, self._nans, len(led))
+        p = struct.calcsize(_RTC_FMT)
+        blob[p:p + self._nans] = self._ans[:self._nans]
+        p += self._nans
+        m0 = wake // 60000
+        for band, minute, ms in led:
+            struct.pack_into(_LED_FMT, blob, p, band, minute - m0, ms)
+            p += struct.calcsize(_LED_FMT)
+        return blob
+
+    def resume(self, blob):
+        """Take back what suspend() kept (after a deep sleep: the store already gave the session). A blob
+        of another layout or for another session is ignored (a fresh state is the safe default, the
+        counters in NVS are the truth). Returns the number of bytes used."""
+        n = struct.calcsize(_RTC_FMT)
+        if blob is None or len(blob) < n:
+            return 0
+        (magic, devaddr, wake, fcnt, self_cnt, trials, jnext, jfirst, agg, due, srx, stim, sdl, lc, ackn, nans,
+         nled) = struct.unpack_from(_RTC_FMT, blob, 0)
+        size = n + nans + struct.calcsize(_LED_FMT) * nled
+        if magic != _RTC_MAGIC or len(blob) < size or nans > len(self._ans):
+            return 0
+        self._mono = wake
+        self.join_trials = trials
+        self._join_next = wake + jnext if jnext else 0
+        self._join_first = wake + jfirst if jfirst != -0x7FFFFFFF else -1
+        p = n + nans
+        m0 = wake // 60000
+        for _ in range(nled):
+            band, minute, ms = struct.unpack_from(_LED_FMT, blob, p)
+            self.duty.put(band, m0 + minute, ms)
+            p += struct.calcsize(_LED_FMT)
+        if not (self.joined and devaddr == self.devaddr):
+            return size  # the session is not the one suspended: only the regulatory state carries over
+        # FCntUp: the store holds a bound no count reached; RTC memory the exact next one
+        if self._fcnt_res - FCNT_PERSIST_EVERY <= fcnt <= self._fcnt_res:
+            self.fcnt_up = fcnt
+        self.adr_ack_cnt = self_cnt
+        self._agg_next = wake + agg if agg else 0
+        self.time_due = wake + due * 1000 if due != -0x7FFFFFFF else 0
+        self.sticky_rxparam = srx
+        self.sticky_rxtiming = bool(stim)
+        self.sticky_dlch = sdl
+        self._link_check = bool(lc)
+        self._ack_next = bool(ackn)
+        self._ans[:nans] = blob[n:n + nans]
+        self._nans = nans
+        return size
+
     def _keys(self, nwk, app):
         import cryptolib
 
@@ -166,6 +252,22 @@ class Mac:
         s = (int(self.last_snr) + 2) >> 2
         return -32 if s < -32 else (31 if s > 31 else s)
 
+    def want_time(self):
+        """True when the next uplink carries a DeviceTimeReq (the clock is unset, or a day since the last)."""
+        return self.set_clock is not None and self.joined and self.now_ms() >= self.time_due
+
+    def device_time(self, gps_s, frac):
+        """DeviceTimeAns (5.9): GPS seconds and 1/256 s at the end of the uplink that asked. Sets the clock
+        (seconds since 2000 and microseconds, integers: the board's floats are single precision) to that
+        time plus what passed since the uplink ended; an answer nobody asked for is ignored."""
+        if not self._time_req or self.set_clock is None:
+            return
+        self._time_req = False
+        us = frac * 1000000 // 256 + self.clock.ticks_diff(self.clock.ticks_ms(), self._tx_end) * 1000
+        s = gps_s + _GPS_UNIX - GPS_LEAP_S - _EPOCH_2000 + us // 1000000
+        self.time_set = self.set_clock(s, us % 1000000)
+        self.time_due = self.now_ms() + _RESYNC_S * 1000
+
     def request_link_check(self):
         self._link_check = True
 
@@ -187,6 +289,9 @@ class Mac:
             pos += 2
         if self._link_check:
             buf[pos] = maccmd.LINK_CHECK
+            pos += 1
+        if self.want_time():
+            buf[pos] = maccmd.DEVICE_TIME
             pos += 1
         i = 0
         a = self._ans
@@ -251,6 +356,7 @@ class Mac:
         start = self.now_ms()
         self.duty.record(R.band_of(f), start, air_ms)
         end_ticks = self.modem.send(memoryview(self._tx)[:n])
+        self._tx_end = end_ticks
         self.tx_count += 1
         if self.max_dcycle and not join:
             self._agg_next = start + air_ms * (1 << self.max_dcycle)
@@ -289,13 +395,18 @@ class Mac:
         return False
 
     # --- join ------------------------------------------------------------------------------------------
-    def join(self, attempts=8):
-        """OTAA join (6.2). Each attempt uses a fresh DevNonce, persisted before it is sent; attempts are
-        spaced by exponential back-off and the 1.0.4 join duty cycle. Raises JoinFailed."""
-        self.joined = False
-        self._defaults()
-        for k in range(attempts):
-            dr = self.join_dr - k // 2
+    def join(self, attempts=8, wait_ms=-1):
+        """OTAA join (6.2): up to `attempts` join-requests. Each uses a fresh DevNonce, persisted before it is
+        sent. Trials count across calls (and across deep sleep, see suspend()): the DR steps down one per
+        trial from join_dr to DR0, and the next trial waits for the larger of an exponential back-off
+        and the 1.0.4 join duty cycle. A wait longer than wait_ms (-1: any) raises DutyCycleError instead of
+        sleeping, so a node that samples between trials is not held. Raises JoinFailed."""
+        if self.joined:
+            self.joined = False
+            self._defaults()
+        for _ in range(attempts):
+            k = self.join_trials
+            dr = self.join_dr - k  # one DR lower per trial: DR0 (SF12) from the sixth on
             if dr < 0:
                 dr = 0
             air_ms = (R.dr_airtime_us(dr, 23) + 999) // 1000
@@ -303,6 +414,8 @@ class Mac:
             while ch < 0:
                 if wait < 0:
                     raise JoinFailed("no join channel can ever carry the request")
+                if 0 <= wait_ms < wait:
+                    raise DutyCycleError("join back-off: wait %d ms" % wait, wait)
                 self.clock.sleep_ms(wait)
                 ch, wait = self._pick_channel(dr, air_ms, True)
             nonce = self.store.get_int("dn", 0)
@@ -316,6 +429,7 @@ class Mac:
             if self._join_first < 0:
                 self._join_first = now
             end_ticks, f = self._transmit(ch, dr, 23, True)
+            self.join_trials = k + 1 if k < 250 else k
             # 1.0.4 7.3 join back-off: 1 % in the first hour, 0.1 % up to 11 h, 0.01 % after
             age = now - self._join_first
             dc = 100 if age < 3600000 else (1000 if age < 39600000 else 10000)
@@ -327,6 +441,8 @@ class Mac:
             self._join_next = now + (off if off > back else back)
             if self._rx_windows(end_ticks, f, -1, dr, True):
                 self._join_first = -1
+                self.join_trials = 0
+                self.join_dr_used = dr
                 if dr < self.dr:  # start where the join got through; ADR takes over from here
                     self.dr = dr
                     self._save()
@@ -412,6 +528,7 @@ class Mac:
             if ch < 0:
                 raise DutyCycleError("duty cycle: wait %d ms" % wait, wait)
         fcnt = self._next_fcnt()
+        self._time_req = self.want_time()
         buf[0] = 0x80 if confirmed else 0x40
         struct.pack_into("<I", buf, 1, self.devaddr)
         buf[5] = ((0x80 if self.adr else 0) | (0x40 if self.adr and c >= _ADR_ACK_LIMIT else 0)

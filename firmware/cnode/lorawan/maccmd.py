@@ -12,7 +12,7 @@ DEV_STATUS = const(0x06)
 NEW_CHANNEL = const(0x07)
 RX_TIMING_SETUP = const(0x08)
 DL_CHANNEL = const(0x0A)
-_DEVICE_TIME = const(0x0D)
+DEVICE_TIME = const(0x0D)
 
 
 def _freq(b, i):
@@ -165,9 +165,10 @@ def process(mac, b, i, end):
                 mac.dirty = True
             mac.sticky_dlch = st
             i = a + 4
-        elif cid == _DEVICE_TIME:  # DeviceTimeAns: 5 bytes, accepted and skipped (no DeviceTimeReq sent)
+        elif cid == DEVICE_TIME:  # DeviceTimeAns: GPS seconds (4 B LE), 1/256 s
             if a + 5 > end:
                 break
+            mac.device_time(b[a] | (b[a + 1] << 8) | (b[a + 2] << 16) | (b[a + 3] << 24), b[a + 4])
             i = a + 5
         else:
             break
