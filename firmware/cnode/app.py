@@ -13,9 +13,9 @@ from cnode.record import Records
 _FPORT_DATA = const(2)
 FPORT_CMD = const(3)
 _FW_VERSION = const(10000)  # 1.00.00
-_RTC_FMT = const("<HIIIHHHH")  # magic, cycle_no, pending, oldest_t, fill_est, carry, held bytes, unstamped lost
-_RTC_MAGIC = const(0xC17F)
-VALID_S = const(788918400)  # 2025-01-01 in seconds since 2000: a clock below it was never set since power-on
+_RTC_FMT = const("<HIIIHHHHB")  # magic, cycle_no, pending, oldest_t, fill_est, carry, held bytes, unstamped
+#                                lost, clock set since power-on
+_RTC_MAGIC = const(0xC180)
 _HELD_MAX = const(1024)  # RTC memory for samples taken before the clock is known (about 40 samples)
 _JOIN_WAIT_MS = const(30000)  # a join back-off up to this is waited out in the cycle; a longer one, next cycle
 
@@ -26,7 +26,7 @@ class Node:
     return a status frame to send; `rtc` keeps a few counters across deep sleep (RTC memory)."""
 
     def __init__(self, clock, sampler, queue, link, interval_s=300, max_latency_s=3600, status_every=72,
-                 rtc=None, commands=None, reboot_reason=0, log=None, confirmed=False):
+                 rtc=None, commands=None, reboot_reason=0, log=None, confirmed=False, feed=None, crashes=0):
         self.clock = clock
         self.sampler = sampler
         self.queue = queue
@@ -47,14 +47,17 @@ class Node:
         self.fill_est = 8  # records a frame holds at the current DR (estimated from the frames sent)
         self.carry = 0  # channel index where the oldest record's next part starts (split records)
         self.reboot_reason = reboot_reason
+        self.crashes = crashes  # failed boots since power-on (cnode.crash): sent on the status channels
+        self.feed = feed  # the watchdog's feed(): called between frames (a backlog takes many)
         self.held = []  # records measured before the clock was known (time since power-on): RTC memory
         self.unstamped_lost = 0  # such records dropped because the clock stayed unknown too long
+        self.synced = False  # the link set the clock since power-on (RTC memory: lost with power, as the clock)
         self.sent_frames = 0
         self.join_attempts = 0
         self.errors = 0
         self.dropped_bad = 0  # records dropped because no frame could carry them
         st = {}
-        for name in ("battery", "reboot_reason", "fw_version", "queue_depth", "dropped"):
+        for name in ("battery", "reboot_reason", "fw_version", "queue_depth", "dropped", "crashes"):
             if name in sampler.names:
                 st[name] = sampler.index(name)
         self._st = st
@@ -65,10 +68,11 @@ class Node:
         m = self.rtc.memory() if self.rtc is not None else b""
         n = struct.calcsize(_RTC_FMT)
         if len(m) >= n:
-            magic, c, p, o, f, carry, held, lost = struct.unpack_from(_RTC_FMT, m, 0)
+            magic, c, p, o, f, carry, held, lost, synced = struct.unpack_from(_RTC_FMT, m, 0)
             if magic == _RTC_MAGIC and len(m) >= n + held:
                 self.cycle_no, self.pending, self.oldest_t, self.fill_est, self.carry = c, p, o, f, carry
                 self.unstamped_lost = lost
+                self.synced = bool(synced)
                 i = n
                 while i < n + held:
                     k = 5 + 6 * m[i + 4]  # record length from its count byte (cnode.record layout)
@@ -98,7 +102,7 @@ class Node:
             return
         held = b"".join(self.held)
         head = struct.pack(_RTC_FMT, _RTC_MAGIC, self.cycle_no & 0xFFFFFFFF, self.pending, self.oldest_t,
-                           self.fill_est, self.carry, len(held), self.unstamped_lost)
+                           self.fill_est, self.carry, len(held), self.unstamped_lost, 1 if self.synced else 0)
         tail = self.link.suspend(sleep_ms) if hasattr(self.link, "suspend") else b""
         self.rtc.memory(head + held + tail)
 
@@ -125,7 +129,7 @@ class Node:
         self._status()
         rec = self.rec.pack(t, s.vals, s.flags)
         if len(rec) > 5:
-            if t < VALID_S:  # the clock is not set since power-on: hold it until it is (time since power-on)
+            if self._unset():  # the clock runs from 0 since power-on: hold the sample until the link sets it
                 self._hold(bytes(rec))
             else:
                 self._push(rec, t)
@@ -136,6 +140,11 @@ class Node:
         left = left if left > 0 else 0
         self._persist(left)
         return left
+
+    def _unset(self):
+        """True while the clock is not set since power-on and the link can set it (our MAC: DeviceTimeReq).
+        A link without a time service (AT modems) stamps with the clock as it is."""
+        return not self.synced and getattr(self.link, "set_clock", None) is not None
 
     def _push(self, rec, t):
         self.queue.push(rec)
@@ -156,6 +165,7 @@ class Node:
         """The link set the clock (DeviceTimeAns): stamp the held samples with real time, queue them."""
         jump = self.link.time_set
         self.link.time_set = None
+        self.synced = True
         self._say("clock set (%+d s)" % jump)
         held = self.held
         self.held = []
@@ -180,6 +190,8 @@ class Node:
                 vals[st["dropped"]] = self.queue.dropped + self.unstamped_lost
         if first and "reboot_reason" in st:
             vals[st["reboot_reason"]] = self.reboot_reason
+        if first and "crashes" in st:
+            vals[st["crashes"]] = self.crashes
 
     def _uplink(self, now):
         link = self.link
@@ -194,7 +206,7 @@ class Node:
                 self.errors += 1
                 self._say("join: %s" % (e,))
                 return
-        if self.held and getattr(link, "set_clock", None) is not None and link.want_time():
+        if self._unset() and link.want_time():
             self._ask_time()  # nothing goes on air with a time since power-on: ask the network first
         while self.pending:
             full = self.pending >= self.fill_est
@@ -203,6 +215,8 @@ class Node:
                 return
             if not self._send_one():
                 return
+            if self.feed is not None:
+                self.feed()
 
     def _ask_time(self):
         """An uplink with no payload whose FOpts carry DeviceTimeReq; the answer sets the clock."""

@@ -110,8 +110,8 @@ class Hardware:
         does not answer is kept in pmic_error: the radio behind it will not answer either, and says so."""
         power = self.board.get("power", {})
         p = power.get("vext")
-        if p:
-            self.machine.Pin(p["pin"], self.machine.Pin.OUT, value=p.get("active", 0))
+        if p:  # hold=False: release the hold power_off() set for deep sleep
+            self.machine.Pin(p["pin"], self.machine.Pin.OUT, value=p.get("active", 0), hold=False)
         pm = power.get("pmic")
         if pm:
             if pm.get("type") != "axp192":
@@ -124,6 +124,27 @@ class Hardware:
             except (SensorError, OSError) as e:
                 self.pmic = None
                 self.pmic_error = e
+
+    def power_off(self):
+        """Before deep sleep: the sensors' rail off and held off while the chip sleeps (an enable pin left
+        floating could switch it on again), the power chip's radio and GPS rails off."""
+        m = self.machine
+        p = self.board.get("power", {}).get("vext")
+        if p:
+            m.Pin(p["pin"], m.Pin.OUT, value=0 if p.get("active", 0) else 1, hold=True)
+            try:
+                import esp32  # type: ignore
+
+                hold = getattr(esp32, "gpio_deep_sleep_hold", None)  # the ESP32 needs it to hold in deep sleep;
+                if hold is not None:  # the S3 has no such call (its pad hold lasts through deep sleep)
+                    hold(True)
+            except ImportError:
+                pass
+        if self.pmic is not None:
+            try:
+                self.pmic.rails(lora=False, gps=False)
+            except OSError:
+                pass
 
     def _maker(self, name, s, clock):
         mod, cls = _driver_class(name)

@@ -37,6 +37,7 @@ CHANNELS = (
     (25, "fw_version", "", 0, 0, 999999, 0),
     (26, "queue_depth", "count", 0, 0, 1000000, 0),
     (27, "dropped", "count", 0, 0, 1000000, 0),
+    (28, "crashes", "count", 0, 0, 65535, 0),  # failed boots since power-on (crash record, then reset)
 )
 
 # Quality flags, a bit each (a reading may carry several).

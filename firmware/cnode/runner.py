@@ -5,7 +5,7 @@ import gc
 
 from micropython import const
 
-from cnode import osfs
+from cnode import crash, osfs
 from cnode.app import FPORT_CMD, Node
 from cnode.board import WDT_MS, Hardware, load
 from cnode.config import NVS_SETTINGS, Config, Keys
@@ -13,7 +13,7 @@ from cnode.downlink import ACT_REBOOT, ACT_SEND, Downlink
 from cnode.queue import Queue
 from cnode.sampler import Sampler
 
-STATUS = ("reboot_reason", "fw_version", "queue_depth", "dropped")
+STATUS = ("reboot_reason", "fw_version", "queue_depth", "dropped", "crashes")
 _NOT_PROVISIONED_SLEEP_MS = const(600000)
 
 
@@ -80,7 +80,7 @@ def lora_mac(modem, clock, cfg, dev_eui, join_eui, app_key):
 class Runner:
     """Everything one boot builds. Separate from main() so tests and the virtual node can drive cycles."""
 
-    def __init__(self, board, machine, clock, log=print, fs=osfs, root="", link=None):
+    def __init__(self, board, machine, clock, log=print, fs=osfs, root="", link=None, feed=None):
         self.board = board
         self.machine = machine
         self.clock = clock
@@ -105,9 +105,13 @@ class Runner:
         self.queue = Queue(fs, root + "/q")
         self.dl = Downlink(self.cfg, nvs(NVS_SETTINGS), self._info)
         gc.collect()
+        rtc = machine.RTC()
+        if hasattr(self.link, "set_clock"):  # DeviceTimeAns sets the board's clock (RTC, kept in deep sleep)
+            setattr(self.link, "set_clock", clock_setter(rtc, clock))
         self.node = Node(clock, self.sampler, self.queue, self.link, interval_s=self.cfg["interval"],
-                         rtc=machine.RTC(), commands=self._command, reboot_reason=reboot_code(machine),
-                         log=log, confirmed=bool(self.cfg["confirmed"]))
+                         rtc=crash.RtcArea(rtc), commands=self._command, reboot_reason=reboot_code(machine),
+                         log=log, confirmed=bool(self.cfg["confirmed"]), feed=feed,
+                         crashes=crash.counts(rtc)[1])
         self._apply()
 
     def _info(self):
@@ -137,6 +141,19 @@ class Runner:
             return bytes(self.dl.status[:self.dl.status_len])
         return None
 
+    def power_down(self):
+        """Before deep sleep: the radio to sleep, the sensors' and radio's supply rails off and held off."""
+        link = getattr(self, "link", None)
+        modem = getattr(link, "modem", None)
+        try:
+            if modem is not None and hasattr(modem, "sleep"):
+                modem.sleep()  # micropython-lib lora: SX127x/SX126x sleep mode (register contents kept)
+            elif hasattr(link, "sleep"):
+                getattr(link, "sleep")()  # an AT modem's own low-power mode
+        except OSError as e:
+            self.log("radio sleep: %s" % (e,))
+        self.hw.power_off()
+
     def cycle(self):
         """One wake period; returns the milliseconds to sleep."""
         if self.node is None:
@@ -158,19 +175,51 @@ def sleep_deep(board, r, deep_sleep=None):
     return bool(deep)
 
 
+def clock_setter(rtc, clock):
+    """fn(s, us) that sets the wall clock (seconds since 2000, microseconds) through machine.RTC, as the
+    MAC calls it on a DeviceTimeAns; returns the jump in whole seconds."""
+
+    def set_clock(s, us):
+        old = clock.time()
+        t = clock.gmtime(s) if hasattr(clock, "gmtime") else clock.localtime(s)
+        rtc.datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], us))
+        return s - old
+
+    return set_clock
+
+
 def main(machine, time, deep_sleep=None):
-    """Run forever on a board: wake, cycle, sleep (deep sleep keeps only RTC memory and flash)."""
+    """Run forever on a board: wake, cycle, sleep (deep sleep keeps only RTC memory and flash). The watchdog
+    is armed first: a hang anywhere resets the board. Any exception ends in a crash record (/crash.log), a
+    count in RTC memory and a reset after a delay that grows with each consecutive failure: never the REPL."""
+    wdt = machine.WDT(timeout=WDT_MS)
+    rtc = machine.RTC()
+    try:
+        _run(machine, time, wdt, rtc, deep_sleep)
+    except Exception as e:
+        ms = crash.failed(rtc, open, "t=%d cause=%d %s: %s" % (time.time(), machine.reset_cause(),
+                                                              type(e).__name__, e))
+        print("crashed: %s: %s; reset in %d s" % (type(e).__name__, e, ms // 1000))
+        machine.deepsleep(ms)
+
+
+def _run(machine, time, wdt, rtc, deep_sleep):
+    run, total = crash.counts(rtc)
+    if run:
+        print("boot after %d failed boot(s); last crash: %s" % (run, crash.last(open)))
     board = load()
     gc.collect()
-    r = Runner(board, machine, time)
-    wdt = machine.WDT(timeout=WDT_MS)
+    r = Runner(board, machine, time, feed=wdt.feed)
+    wdt.feed()
     deep = sleep_deep(board, r, deep_sleep)
     while True:
         ms = r.cycle()
         wdt.feed()
+        crash.good(rtc)
         if r.reboot:
             machine.reset()
         if deep:
+            r.power_down()
             machine.deepsleep(ms)
         sleep_fed(time, wdt, ms)
 

@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--confirmed", action="store_true",
                    help="confirmed uplinks: samples leave the node's queue only when the network acknowledged them")
     p.add_argument("--power-cuts", type=int, default=0, help="cut power at N random moments")
+    p.add_argument("--hangs", type=int, default=0,
+                   help="make nodes hang at N random moments (--runtime micropython): the watchdog resets them")
     p.add_argument("--deep-sleep", action="store_true", help="reboot through deep sleep after every cycle")
     p.add_argument("--heap", help="MicroPython heap per node with --runtime micropython (default 192K; 256K when "
                    "the radio chip's twin and its driver share the node's process)")
@@ -126,7 +128,7 @@ def cmd_simulate(args) -> int:
     if args.nodes < 1 or args.days <= 0:
         raise CitynodeError("--nodes must be at least 1 and --days positive")
     cfg = SimConfig(nodes=args.nodes, days=args.days, seed=args.seed, interval_s=args.interval, loss=args.loss,
-                    power_cuts=args.power_cuts, deep_sleep=args.deep_sleep,
+                    power_cuts=args.power_cuts, hangs=args.hangs, deep_sleep=args.deep_sleep,
                     confirmed=args.confirmed)
     if args.replay:
         cfg.start_unix, cfg.env_series, cfg.pm_series, cfg.counter = replay_series(args.replay)

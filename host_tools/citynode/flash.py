@@ -456,6 +456,14 @@ if _rev is not None and _cfg.get("revisions"):
         else:
             _row("revision", False, "%s: this board is %s (%s), the board file assumes %s: change the board file"
                  % (_f, _what, _seen, _want))
+# what the firmware left when a boot failed (cnode.crash): shown, not failed (the board resets and retries)
+try:
+    from cnode import crash as _crash
+except ImportError:
+    _crash = None
+if _crash is not None:
+    _last = _crash.last(open)
+    _row("crash log", True if _last is None else None, "no crash recorded" if _last is None else "last: " + _last)
 for _r in _rows:
     print("SELFTEST|%s|%s|%s" % (_r[0], {{True: "ok", False: "FAIL", None: "skip"}}[_r[1]], _r[2]))
 print("SELFTEST-END")

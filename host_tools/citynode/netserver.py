@@ -17,6 +17,8 @@ UTC_AT_ZERO_S = 820540800  # 2026-01-01 in seconds since 2000: the tests' server
 EPOCH_2000 = 946684800  # 2000-01-01 in Unix seconds
 GPS_EPOCH_UNIX = 315964800  # 1980-01-06 in Unix seconds
 GPS_LEAP_S = 18  # GPS - UTC since 2017-01-01
+_DOWN_CMD_LEN = {0x02: 2, 0x03: 4, 0x04: 1, 0x05: 4, 0x06: 0, 0x07: 5, 0x08: 1, 0x0A: 4, 0x0D: 5}
+_ASKS = (0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x0A)  # requests the device answers in its next uplink
 _UP_CMD_LEN = {0x02: 0, 0x03: 1, 0x04: 0, 0x05: 1, 0x06: 2, 0x07: 1, 0x08: 0, 0x0A: 1, 0x0D: 0}
 
 
@@ -68,6 +70,16 @@ def link_check_ans(margin, gw_cnt):
     return bytes((0x02, margin, gw_cnt))
 
 
+def _cids(cmds, lengths):
+    """The command identifiers in a run of MAC commands (stops at an unknown one)."""
+    out = []
+    i = 0
+    while i < len(cmds) and cmds[i] in lengths:
+        out.append(cmds[i])
+        i += 1 + lengths[cmds[i]]
+    return out
+
+
 class Uplink:
     """One accepted (deduplicated) data uplink as the server saw it."""
 
@@ -114,6 +126,9 @@ class Device:
         self.rx2_freq = R.RX2_FREQ_KHZ
         self._pending_rxparam = None
         self._pending_rxtiming = None
+        self.owed = []  # CIDs of requests in the last downlink: the next uplink must answer each
+        self.mac_answered = 0  # requests answered in the uplink after their downlink
+        self.mac_unanswered = 0
 
     def _session(self, jn, net_id, dev_nonce, devaddr):
         self.nwk_skey = crypto.derive(self._root.aes, 1, jn, net_id, dev_nonce)
@@ -238,6 +253,14 @@ class NetworkServer:
             data = bytes(data)
         up = Uplink(dev, fcnt, mtype, fctrl, fopts, port, data, tx, gws)
         dev.uplinks.append(up)
+        if dev.owed:  # LoRaWAN 1.0.4: the answers to a downlink's requests travel in the next uplink
+            got = _cids(fopts + (data if port == 0 else b""), _UP_CMD_LEN)
+            for c in dev.owed:
+                if c in got:
+                    dev.mac_answered += 1
+                else:
+                    dev.mac_unanswered += 1
+            dev.owed = []
         if dev._await_ack and up.ack:
             dev.acked_confirmed += 1
         dev._await_ack = False
@@ -315,6 +338,7 @@ class NetworkServer:
     def _send(self, dev, tx, ack=False, extra=b""):
         fopts = dev.mac_queue + extra
         dev.mac_queue = b""
+        dev.owed = [c for c in _cids(fopts, _DOWN_CMD_LEN) if c in _ASKS]
         port, data, confirmed = -1, b"", False
         if len(fopts) > 15:  # too long for FOpts: MAC commands travel alone on FPort 0
             port, data, fopts = 0, fopts, b""

@@ -2,7 +2,9 @@
 #
 # The IRQ handler only records: it reads ticks_ms from the injected clock, compares with the last accepted
 # edge and bumps integers held in the instance. It allocates nothing (the bound method is made once in
-# __init__ and passed to pin.irq), so it is safe as a hard IRQ on the ESP32.
+# __init__ and passed to pin.irq). The ESP32 port's Pin.irq takes no `hard=` (TypeError) and always
+# schedules the handler (soft IRQ, a queue of 8): the time is read when the handler runs, and an edge that
+# finds the queue full is lost; the dead time (>= 200 ms) keeps the queue short.
 #
 # Dead time: a PIR holds its output for its own retrigger time and contacts bounce, so an edge closer than
 # dead_ms to the last accepted one is rejected (counted in .rejected). Typical: PIR 2000 ms, radar 200 ms.
@@ -25,8 +27,7 @@ _FORGET_MS = const(0x10000000)
 class PulseCounter:
     keeps_count_in_ram = True  # edges between two reads are counted in RAM: deep sleep would lose them
 
-    def __init__(self, pin, clock, channel="pedestrians", dead_ms=2000, trigger=IRQ_RISING, irq_guard=None,
-                 hard=True):
+    def __init__(self, pin, clock, channel="pedestrians", dead_ms=2000, trigger=IRQ_RISING, irq_guard=None):
         if channel not in _COUNT_CHANNELS or by_name(channel) is None:
             raise ValueError("pulse channel must be pedestrians, bikes or vehicles")
         if dead_ms < 0:
@@ -43,8 +44,7 @@ class PulseCounter:
         self._seen = False  # False until an edge was accepted (or after _FORGET_MS of silence)
         self._pin = pin
         self._handler = self._irq  # bound method made once: the IRQ path creates no objects
-        # hard IRQ: exact edge times and no soft-IRQ schedule queue to overflow on a bouncing line
-        pin.irq(handler=self._handler, trigger=trigger, hard=hard)
+        pin.irq(handler=self._handler, trigger=trigger)
 
     def _irq(self, pin):
         c = self._clock

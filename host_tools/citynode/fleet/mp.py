@@ -23,7 +23,7 @@ from .world import NodeWorld
 # no strings for them): name, then the arguments as the node sends them.
 # A reply is "<virtual time us>[,<edge us>...] [text]": rising edges on the counter pin since the last reply,
 # which the node runs its pin handler for (an interrupt, at its time).
-OPS = ("HELLO",  # -> start_s reason dev_eui app_key interval deep_sleep(0/1) confirmed(0/1) counter_channel|-
+OPS = ("HELLO",  # -> wall clock offset us, reason dev_eui app_key interval deep_sleep(0/1) confirmed(0/1) counter_channel|-
        "S",  # us: sleep
        "IMW", "IMR",  # I2C addr reg addrsize hex / addr reg addrsize n
        "UW", "UA", "UR",  # UART write hex / bytes waiting / read up to n
@@ -32,7 +32,10 @@ OPS = ("HELLO",  # -> start_s reason dev_eui app_key interval deep_sleep(0/1) co
        "NG", "NS", "NB", "NW",  # NVS int get key / set key v / blob get key / set key hex
        "MG", "MS",  # RTC memory get / set hex
        "L", "P", "H", "D",  # log text / sample pushed t / live heap alloc free / deep sleep ms
-       "RS", "RE", "RL")  # radio twin: transmission starts (start end freq sf bw iq power|- hex) -> id / ends id /
+       "RS", "RE", "RL",  # radio twin ... (see below)
+       "TS",  # set the wall clock: s us (since 2000) -> "offset_us jump_s" (machine.RTC().datetime on a board)
+       "W")  # watchdog: arm or feed, timeout ms (0: stopped, as in deep sleep)
+# RS/RE/RL: radio twin: transmission starts (start end freq sf bw iq power|- hex) -> id / ends id /
 #                            listen t0 t1 freq sf bw iq -> "start end hex" of the frame heard, or nothing
 
 
@@ -51,6 +54,10 @@ class MpNode:
         self.exit_error = ""
         self.log: list = []  # the node's last log lines (virtual ms, text)
         self.deep_sleep_ms = None
+        self.wdt_ms = 0  # the node's watchdog timeout (0: not armed)
+        self.wdt_due = 0  # virtual us by which it must be fed
+        self.wdt_bit = False
+        self.hang_at: list = []  # virtual us at which the node hangs (injected): the watchdog must bite
         self.edges: list = []  # rising edges on the counter pin (virtual us) not yet told to the node
         self.txs: dict = {}  # the radio twin's transmissions in progress, by the id the node holds
         if sim.board is not None:  # the node's flash holds its board file, as on a board (/board.json)
@@ -64,6 +71,7 @@ class MpNode:
             w.count_pin.irq(handler=lambda pin: self.edges.append(c.task.now), trigger=hw.Pin.IRQ_RISING)
             w.start_counter()
         c.sleep_ms(w.rng.uniform(0, w.interval_s * 1000))
+        w.power_on()
         reason = 1
         while True:
             w.boots += 1
@@ -83,10 +91,16 @@ class MpNode:
                 reason = 4
                 c.sleep_ms(self.deep_sleep_ms)
                 continue
+            if self.wdt_bit:  # the watchdog reset the chip: RTC memory and the wall clock are kept
+                self.wdt_bit = False
+                w.wdt_resets += 1
+                reason = 3
+                continue
             w.power_cuts += 1
             w.rtc_mem = b""
             reason = 1
             c.sleep_ms(w.rng.uniform(500, 5000))
+            w.power_on()
 
     def _serve(self, proc, reason) -> None:
         c = self.sim.clock
@@ -104,10 +118,17 @@ class MpNode:
             if self.cut:
                 self.cut = False
                 return  # power cut: the process dies between two of its requests
+            if self.hang_at and c.task.now >= self.hang_at[0] and self.wdt_ms:
+                self.hang_at.pop(0)  # the node hangs here: nothing feeds the watchdog until it bites
+                c.sleep_us(max(0, self.wdt_due - c.task.now))
+                self.wdt_bit = True
+                return
             self.requests += 1
             a = line.split()
             a[0] = OPS[int(a[0])]
             reply = self._do(a, reason)
+            if self.wdt_bit:
+                return
             head = str(c.task.now)
             if self.edges:
                 head += "".join(f",{e}" for e in self.edges)
@@ -120,8 +141,20 @@ class MpNode:
         w = self.w
         try:
             if op == "S":
-                c.sleep_us(int(a[1]))
+                us = int(a[1])
+                if self.wdt_ms and c.task.now + us > self.wdt_due:  # sleep_ms never feeds the watchdog
+                    c.sleep_us(max(0, self.wdt_due - c.task.now))
+                    self.wdt_bit = True  # the chip resets: the process ends without an answer
+                    return ""
+                c.sleep_us(us)
                 return ""
+            if op == "W":
+                self.wdt_ms = int(a[1])
+                self.wdt_due = c.task.now + self.wdt_ms * 1000
+                return "OK"
+            if op == "TS":
+                jump = w.set_clock(int(a[1]), int(a[2]))
+                return f"{w.rtc_off_us} {jump}"
             if op == "IMR":
                 return w.i2c.readfrom_mem(int(a[1]), int(a[2]), int(a[4]), int(a[3])).hex()
             if op == "IMW":
@@ -191,11 +224,12 @@ class MpNode:
                 del self.log[:-50]
                 return "OK"
             if op == "HELLO":
-                return (f"{self.sim.sched.start_s} {reason} {w.dev_eui.hex()} {w.app_key.hex()} {w.interval_s} "
+                return (f"{w.rtc_off_us} {reason} {w.dev_eui.hex()} {w.app_key.hex()} {w.interval_s} "
                         f"{1 if w.deep_sleep else 0} {1 if w.confirmed else 0} "
                         f"{w.counter[0] if w.counter is not None else '-'}")
             if op == "D":  # deep sleep: the process ends; wake it as a new one after the sleep
                 self.deep_sleep_ms = int(a[1])
+                self.wdt_ms = 0  # the chip reboots: no watchdog until the next boot arms one
                 return "OK"
         except OSError as e:
             return f"E{e.args[0] if e.args else 5}"
@@ -230,6 +264,11 @@ class MpSimulation(Simulation):
         for m in self.mp_nodes:
             self.sched.spawn(m.w.name, m.run)
         self._plan_power_cuts(end_s)
+        self._plan_mac_requests(end_s)
+        for _ in range(cfg.hangs):  # a node that hangs: its watchdog must reset it
+            m = self.rng.choice(self.mp_nodes)
+            m.hang_at.append(int(self.rng.uniform(600, end_s) * 1_000_000))
+            m.hang_at.sort()
         t0 = time.perf_counter()
         try:
             self.sched.run(until_s=end_s + cfg.drain_s)
@@ -241,6 +280,7 @@ class MpSimulation(Simulation):
         res = self._report(end_s)
         res.totals["heap_peak_bytes"] = max(m.heap_peak for m in self.mp_nodes)
         res.totals["runtime"] = "micropython"
+        res.totals["hangs_injected"] = self.cfg.hangs
         return res
 
 

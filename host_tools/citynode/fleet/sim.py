@@ -2,6 +2,7 @@
 server (join, MIC, decryption, dedup, downlinks), the decoder, and the per-node report."""
 from __future__ import annotations
 
+import bisect
 import json
 import random
 import time
@@ -11,7 +12,7 @@ from cnode.lorawan.region import BANDS, DR_SF
 
 from ..decoder import Deduplicator, Stats, decode_uplink
 from ..hwsim import machine as hw
-from ..netserver import NetworkServer
+from ..netserver import NetworkServer, dev_status_req, link_adr_req
 from ..payload import FPORT, PayloadError, decode_frame
 from ..registry import EPOCH_2000
 from ..uplink import Uplink as UplinkMsg
@@ -32,6 +33,8 @@ class SimConfig:
     confirmed: bool = False  # confirmed uplinks: the queue lets go of samples only on the network's ACK
     power_cuts: int = 0
     deep_sleep: bool = False
+    mac_every_s: int = 21600  # the network sends DevStatusReq and a LinkADRReq (keep settings) this often
+    hangs: int = 0  # injected hangs (MicroPython runtime): the node stops feeding its watchdog
     start_unix: int = START_UNIX
     env_series: object = None  # functions of ms since start (replay), or None for synthetic
     pm_series: object = None
@@ -59,7 +62,13 @@ class NodeReport:
     samples_lost_on_air: int = 0  # of samples_lost: carried only by frames that collided or the channel lost
     duplicates: int = 0
     power_cuts: int = 0
+    wdt_resets: int = 0
+    mac_answered: int = 0  # network MAC requests answered in the next uplink
+    mac_unanswered: int = 0
     boots: int = 0
+    time_error_max_s: float = 0.0  # largest distance of a measurement's true UTC from the second its time names
+    samples_time_wrong: int = 0  # delivered samples whose time is off by more than 1 s
+    clock_sets: int = 0  # DeviceTimeAns that set the node's clock
 
 
 @dataclass
@@ -79,7 +88,7 @@ class Simulation:
         self.clock = SchedClock(self.sched)
         hw.use(self.clock)  # UART twins read the time through the machine double
         self.air = FleetAir(seed=cfg.seed, loss=cfg.loss)
-        self.ns = NetworkServer(self.air)
+        self.ns = NetworkServer(self.air, utc_at_zero_s=self.sched.start_s)
         self.ns.add_gateway()
         self.dedup = Deduplicator()
         self.stats = Stats()
@@ -101,6 +110,7 @@ class Simulation:
             w = NodeWorld(i, self.clock, self.air, dev_eui, app_key, seed=cfg.seed * 1000 + i,
                           interval_s=cfg.interval_s, env_series=cfg.env_series, pm_series=cfg.pm_series,
                           deep_sleep=cfg.deep_sleep, confirmed=cfg.confirmed, counter=cfg.counter)
+            w.utc0_us = self.sched.start_s * 1_000_000
             self.worlds.append(w)
             self._by_name[w.name] = dev_eui
 
@@ -141,6 +151,24 @@ class Simulation:
                 self.decoded.extend(samples)
             self._seen_uplinks[dev.dev_eui] = len(dev.uplinks)
 
+    def _plan_mac_requests(self, end_s: float) -> None:
+        """The network asks each device for its status and re-sends its ADR settings (keep: DR and power 15)
+        every mac_every_s, as a network server's ADR does; the answers are counted (Device.mac_answered)."""
+        every = self.cfg.mac_every_s
+        if every <= 0:
+            return
+        k = 1
+        while k * every < end_s:
+            for dev in self.ns.devices.values():
+                self.sched.call_at(k * every, lambda dev=dev: self._ask(dev))
+            k += 1
+
+    def _ask(self, dev) -> None:
+        if dev.nwk_skey is None or 0x06 in dev.mac_queue:
+            return
+        self.ns.queue_mac(dev.dev_eui, dev_status_req())
+        self.ns.queue_mac(dev.dev_eui, link_adr_req(15, 15, 0x0007))
+
     def _plan_power_cuts(self, end_s: float) -> None:
         for _ in range(self.cfg.power_cuts):
             w = self.rng.choice(self.worlds)
@@ -161,6 +189,7 @@ class Simulation:
         for w in self.worlds:
             self.sched.spawn(w.name, w.run)
         self._plan_power_cuts(end_s)
+        self._plan_mac_requests(end_s)
         if cfg.progress is not None:
             steps = 50
             for k in range(1, steps + 1):
@@ -207,14 +236,28 @@ class Simulation:
                     if getattr(t, "fate", "") in ("collided", "lost"):
                         failed |= _carried(t)
                 r.samples_lost_on_air = min(r.samples_lost, len(pending & failed))
+            # the time on each delivered sample against the true UTC of its measurement (the BME280 trigger): a
+            # time in whole seconds names a second, [t, t + 1); the error is how far outside it the truth lies
+            true_s = sorted(EPOCH_2000 + u / 1e6 for u in w.true_us)
+            for t in got:
+                i = bisect.bisect_left(true_s, t)
+                err = min((max(t - true_s[j], true_s[j] - t - 1, 0.0) for j in (i - 1, i) if 0 <= j < len(true_s)),
+                          default=1e9)
+                r.time_error_max_s = max(r.time_error_max_s, round(err, 3))
+                r.samples_time_wrong += err > 1.0
+            r.clock_sets = w.clock_sets
             r.duplicates = self.dups.get(w.dev_eui.hex(), 0)
+            d = self.ns.devices[w.dev_eui]
+            r.mac_answered, r.mac_unanswered = d.mac_answered, d.mac_unanswered
             r.power_cuts = w.power_cuts
+            r.wdt_resets = w.wdt_resets
             r.boots = w.boots
             res.nodes.append(dict(vars(r)))
             for k, v in vars(r).items():
-                if isinstance(v, (int, float)) and k != "duty_cycle_pct_of_limit":
+                if isinstance(v, (int, float)) and k not in ("duty_cycle_pct_of_limit", "time_error_max_s"):
                     setattr(tot, k, getattr(tot, k) + v)
             tot.duty_cycle_pct_of_limit = max(tot.duty_cycle_pct_of_limit, r.duty_cycle_pct_of_limit)
+            tot.time_error_max_s = max(tot.time_error_max_s, r.time_error_max_s)
         tot_d = vars(tot)
         tot_d.update({"board": self.board_name, "radio": self.radio_kind,
                       "duplicates": self.stats.duplicates, "collided": self.air.collided,

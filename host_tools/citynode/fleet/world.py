@@ -24,7 +24,40 @@ from ..hwsim.twin_mobility import PulseTwin
 from ..hwsim.twin_uart_pm import SDS011Twin
 from .air import FleetModem
 
-STATUS = ("reboot_reason", "fw_version", "queue_depth", "dropped")
+STATUS = ("reboot_reason", "fw_version", "queue_depth", "dropped", "crashes")
+_CTRL_MEAS = 0xF4  # BME280 register whose write starts a forced measurement (datasheet 5.4.5)
+
+
+class _Witness:
+    """The BME280 on the node's bus, as seen by the harness: the true UTC of every measurement it starts
+    (one per sample), to check the time the node stamps on it."""
+
+    def __init__(self, twin, world):
+        self.twin = twin
+        self.world = world
+
+    def write(self, data):
+        if len(data) > 1 and data[0] == _CTRL_MEAS and data[1] & 3 in (1, 2):
+            self.world.true_us.append(self.world.utc_us())
+        return self.twin.write(data)
+
+    def read(self, n):
+        return self.twin.read(n)
+
+
+class NodeClock:
+    """The node's `time` module: the fleet's ticks and sleeps, and the board's own wall clock (RTC), which
+    counts from 0 at power-on and runs on through deep sleep until the firmware sets it."""
+
+    def __init__(self, clock, world):
+        self._c = clock
+        self._w = world
+
+    def __getattr__(self, name):
+        return getattr(self._c, name)
+
+    def time(self):
+        return self._w.wall_us() // 1_000_000
 R1, R2 = 100_000, 100_000  # battery divider of the boards we ship (boards/*.json)
 
 
@@ -69,7 +102,12 @@ class NodeWorld:
         self.pm_series = pm_series or synthetic_pm(seed)
         # hardware and persistent state (outlive reboots)
         self.i2c = hw.I2C(0)
-        self.bme_twin = self.i2c.attach(0x76, BME280Twin(clock, self.env_series))
+        self.bme_twin = BME280Twin(clock, self.env_series)
+        self.i2c.attach(0x76, _Witness(self.bme_twin, self))
+        self.utc0_us = 0  # UTC (us since 2000) at virtual time 0: set by the simulation
+        self.rtc_off_us = 0  # the board's wall clock minus virtual time (us); power_on() zeroes the clock
+        self.true_us: list[int] = []  # true UTC (us since 2000) of every BME280 measurement (one per sample)
+        self.clock_sets = 0
         self.sds_twin = SDS011Twin(clock, self.pm_series, seed=seed & 0xFFFF)
         self.uart = hw.UART(1, 9600, peer=self.sds_twin)
         self.adc = hw.ADC(35)
@@ -87,8 +125,27 @@ class NodeWorld:
         self.measured: list[int] = []  # sample times whose push() returned (acknowledged as stored)
         self.boots = 0
         self.power_cuts = 0
+        self.wdt_resets = 0
         self.node: Node | None = None
         self.mac: Mac | None = None
+
+    # --- the board's wall clock ------------------------------------------------------------------------
+    def utc_us(self):
+        return self.utc0_us + self.clock.us
+
+    def wall_us(self):
+        return self.clock.us + self.rtc_off_us
+
+    def power_on(self):
+        """Power-on: the ESP32's RTC counts from 0 (2000-01-01), as after every power cut."""
+        self.rtc_off_us = -self.clock.us
+
+    def set_clock(self, s, us):
+        """What machine.RTC().datetime(...) does on the board (the MAC calls it on a DeviceTimeAns)."""
+        old = self.wall_us() // 1_000_000
+        self.rtc_off_us = s * 1_000_000 + us - self.clock.us
+        self.clock_sets += 1
+        return s - old
 
     # --- RTC memory as the node sees it ---------------------------------------------------------------
     def memory(self, data=None):
@@ -100,7 +157,7 @@ class NodeWorld:
     def boot(self) -> Node:
         """Build the firmware objects as main.py does after a reset."""
         self.boots += 1
-        c = self.clock
+        c = NodeClock(self.clock, self)
         sds = SDS011(self.uart, c)
         slots = [Slot(sds, warmup_ms=SDS011.warmup_ms), Slot(BME280(self.i2c, c)),
                  Slot(Battery(self.adc, R1, R2, samples=4))]  # 4 ADC readings averaged on the simulated board
@@ -111,6 +168,7 @@ class NodeWorld:
         modem = FleetModem(self.air, c, self.name)
         mac = Mac(modem, c, self.nvs, self.dev_eui, bytes(8), self.app_key,
                   rand=lambda n: self.rng.randrange(n) if n > 0 else 0)
+        mac.set_clock = self.set_clock
         self.mac = mac
         reason = {1: 1, 4: 4, 3: 3, 2: 2}.get(self.reset_cause, 0)
         self.node = Node(c, sampler, queue, mac, interval_s=self.interval_s, rtc=self, reboot_reason=reason,
@@ -128,6 +186,7 @@ class NodeWorld:
         c = self.clock
         self.start_counter()
         c.sleep_ms(self.rng.uniform(0, self.interval_s * 1000))  # nodes are not switched on in step
+        self.power_on()
         while True:
             try:
                 node = self.boot()
@@ -145,3 +204,4 @@ class NodeWorld:
                 self.reset_cause = hw.PWRON_RESET
                 self.node = None
                 c.sleep_ms(self.rng.uniform(500, 5000))
+                self.power_on()

@@ -173,8 +173,9 @@ class Pin:
     IRQ_RISING = 1
     IRQ_FALLING = 2
 
-    def __init__(self, id, mode=-1, pull=-1, value=None):
+    def __init__(self, id, mode=-1, pull=-1, value=None, drive=None, hold=None):
         self.id = id
+        self.hold = bool(hold)
         self.mode = mode
         self.pull = pull
         self._v = 1 if pull == Pin.PULL_UP else 0
@@ -492,23 +493,47 @@ class ADC:
 
 
 class RTC:
-    def __init__(self, id=0):
+    """machine.RTC: the wall clock (datetime, since 2000) and 2048 bytes of RTC memory that survive deep sleep
+    and resets, not power-on (power_on())."""
+
+    def __init__(self):
         pass
 
     def datetime(self, dt=None):
         c = _state["clock"]
-        if dt is not None:
-            return None
-        s = c.time() if c is not None else 0
-        return (2000, 1, 1, 0, 0, 0, 0, s)
+        if dt is None:
+            from citynode.hwsim.clock import gmtime
+
+            us = (c.start_us + c.us) if c is not None else 0
+            t = gmtime(us // 1000000)
+            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], us % 1000000)
+        if len(dt) != 8:
+            raise ValueError("requested length 8 but object has length %d" % len(dt))
+        if c is not None:
+            from citynode.hwsim.clock import mktime
+
+            c.set_time(mktime(dt[0], dt[1], dt[2], dt[4], dt[5], dt[6]), dt[7])
+        return None
+
+    def init(self, dt):
+        self.datetime(dt)
 
     def memory(self, data=None):
         if data is None:
             return _state["rtc_memory"]
         if len(data) > 2048:
-            raise ValueError("RTC memory holds 2048 bytes")
+            raise ValueError("buffer too long")
         _state["rtc_memory"] = bytes(data)
         return None
+
+
+def power_on():
+    """A power cut and power-on: RTC memory is cleared and the wall clock starts from 0 (2000-01-01)."""
+    _state["rtc_memory"] = b""
+    _state["reset_cause"] = PWRON_RESET
+    c = _state["clock"]
+    if c is not None and hasattr(c, "set_time"):
+        c.set_time(0)
 
 
 class WDT:

@@ -13,7 +13,7 @@ from citynode.hwsim.clock import VirtualClock
 from citynode.hwsim.radio import Air, SimModem
 from citynode.netserver import NetworkServer
 
-START_S = 820540800  # 2026-01-01 in the node's epoch (seconds since 2000)
+START_S = 820540800  # 2026-01-01 (seconds since 2000): the network server's time when the board powers on (its clock: 0)
 POSITION_E5 = (5227990, 804720)  # Osnabrück, Neumarkt: the GPS twin's fix (degrees x 1e5)
 
 
@@ -35,7 +35,7 @@ class VirtualBoard:
         self.clock = clock
         self.dev_eui = bytes(dev_eui)
         self.air = Air(clock)
-        self.ns = NetworkServer(self.air)
+        self.ns = NetworkServer(self.air, utc_at_zero_s=START_S)
         self.ns.add_gateway()
         self.dev = self.ns.add_device(dev_eui, app_key, join_eui)
         self.out = out
@@ -202,7 +202,7 @@ def _fresh_network():
     n.commit()
 
 
-def run(board, cycles=None, start_s=START_S):
+def run(board, cycles=None, start_s=0):
     """Boot the firmware on the virtual board and run `cycles` wake periods of virtual time."""
     _fresh_network()
     clock = VirtualClock(start_s=start_s)

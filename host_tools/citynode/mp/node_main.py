@@ -4,7 +4,7 @@
 # (`Board`) whose every call sends one request line to the simulator (CPython) and reads one reply line, whose
 # first word is the virtual time in microseconds. Flash is real files in the current folder (the queue), as
 # on a board's filesystem. Run as `micropython -c "import cn_node_main"` (compiled to .mpy); the simulator's
-# reply to HELLO gives the start time, reset cause, DevEUI, AppKey, interval, whether to deep-sleep, whether
+# reply to HELLO gives the wall clock (its offset from virtual time: 0 at power-on), reset cause, DevEUI, AppKey, interval, whether to deep-sleep, whether
 # uplinks are confirmed, and the pulse counter channel (if the node counts). With a board.json whose radio is
 # an SX1276/SX1262, the radio is that chip's register-level twin in this process under micropython-lib's
 # driver (cn_twin_board, mp/twin_board.py); only what the chip radiates and hears crosses to the simulator.
@@ -49,8 +49,11 @@ _LOG = const(17)
 _PUSHED = const(18)
 _HEAP = const(19)
 _DEEPSLEEP = const(20)
+_TSET = const(24)
+_WDT = const(25)
+_WDT_MS = const(120000)  # cnode.board.WDT_MS
 
-# virtual time (us) of the last reply, start time (unix s), the counter pin's handler (cnode.drivers.pulse)
+# virtual time (us) of the last reply, the wall clock's offset from it (us), the counter pin's handler
 _t = [0, 0, None]
 
 
@@ -104,7 +107,15 @@ class Board:
         call(_SLEEP, int(n * 1000))
 
     def time(self):
-        return _t[1] + _t[0] // 1000000
+        return (_t[0] + _t[1]) // 1000000
+
+    def set_clock(self, s, us):  # machine.RTC().datetime(...) on a board; the MAC calls it (DeviceTimeAns)
+        r = call(_TSET, s, us).split()
+        _t[1] = int(r[0])
+        return int(r[1])
+
+    def feed(self):  # machine.WDT.feed(); the simulator resets the node when it is not fed in time
+        call(_WDT, _WDT_MS)
 
     # I2C (cnode.drivers.i2creg)
     def writeto_mem(self, addr, reg, buf, addrsize=8):
@@ -131,7 +142,7 @@ class Board:
         return len(d)
 
     # counter pin (cnode.drivers.pulse): rising edges arrive with the replies
-    def irq(self, handler=None, trigger=1, hard=False):
+    def irq(self, handler=None, trigger=3, wake=None):
         _t[2] = handler
 
     # ADC (cnode.drivers.battery)
@@ -200,6 +211,7 @@ def _board():
 def main():
     a = call(_HELLO).split()
     _t[1] = int(a[0])
+    call(_WDT, _WDT_MS)  # armed first, as runner.main does
     reason = int(a[1])
     dev_eui = unhexlify(a[2])
     app_key = unhexlify(a[3])
@@ -228,22 +240,28 @@ def main():
              Slot(Battery(b, 100000, 100000, samples=4))]  # as citynode/fleet/world.py builds them
     if counter:
         slots.append(Slot(PulseCounter(b, b, channel=counter, dead_ms=2000)))
-    sampler = Sampler(slots, b, extra=("reboot_reason", "fw_version", "queue_depth", "dropped"))
+    sampler = Sampler(slots, b, extra=("reboot_reason", "fw_version", "queue_depth", "dropped", "crashes"))
     gc.collect()
     queue = CountingQueue(Queue(osfs, "q", seg_bytes=4096, max_segs=16), lambda t: call(_PUSHED, t))
     gc.collect()
     mac = Mac(modem or b, b, b, dev_eui, bytes(8), app_key, rand=rand)
+    mac.set_clock = b.set_clock
     gc.collect()
     node = Node(b, sampler, queue, mac, interval_s=interval, rtc=b, reboot_reason=reason, log=log,
-                confirmed=confirmed)
+                confirmed=confirmed, feed=b.feed)
     while True:
         ms = node.cycle()
+        b.feed()
         gc.collect()
         call(_HEAP, gc.mem_alloc(), gc.mem_free())  # live heap with the node's objects
         if one_boot:
             call(_DEEPSLEEP, ms)  # the simulator sleeps, then starts a new process: a fresh heap, as on a board
             return
-        b.sleep_ms(ms)  # light sleep: RAM, the node and its pulse counter stay
+        while ms > 0:  # light sleep: RAM, the node and its pulse counter stay; fed as runner.sleep_fed does
+            step = ms if ms < _WDT_MS // 2 else _WDT_MS // 2
+            b.sleep_ms(step)
+            b.feed()
+            ms -= step
 
 
 main()
