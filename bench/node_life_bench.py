@@ -40,7 +40,7 @@ def far_join() -> dict:
         m = b.wake()
         try:
             m.join(1, 30000)
-            return {"join_dr": m.join_dr_used, "minutes_to_join": round(b.clock.monotonic_ms() / 60000, 1),
+            return {"join_dr": m.dr, "minutes_to_join": round(b.clock.monotonic_ms() / 60000, 1),
                     "join_requests": sum(1 for t in b.ups() if t.data[0] == 0), "wakes": wake + 1}
         except Exception:  # noqa: BLE001 (JoinFailed, DutyCycleError: next wake)
             b.sleep(m)

@@ -13,9 +13,10 @@ from cnode.record import Records
 _FPORT_DATA = const(2)
 FPORT_CMD = const(3)
 _FW_VERSION = const(10000)  # 1.00.00
-_RTC_FMT = const("<HIIIHHHHB")  # magic, cycle_no, pending, oldest_t, fill_est, carry, held bytes, unstamped
-#                                lost, clock set since power-on
-_RTC_MAGIC = const(0xC180)
+_RTC_FMT = const("<HIIIHHHH")  # magic, cycle_no, pending, oldest_t, fill_est, carry, dropped_bad, held bytes
+#                               (_SET: the clock is set, nothing is held)
+_RTC_MAGIC = const(0xC181)
+_SET = const(0xFFFF)
 _HELD_MAX = const(1024)  # RTC memory for samples taken before the clock is known (about 40 samples)
 _JOIN_WAIT_MS = const(30000)  # a join back-off up to this is waited out in the cycle; a longer one, next cycle
 
@@ -49,9 +50,9 @@ class Node:
         self.reboot_reason = reboot_reason
         self.crashes = crashes  # failed boots since power-on (cnode.crash): sent on the status channels
         self.feed = feed  # the watchdog's feed(): called between frames (a backlog takes many)
-        self.held = []  # records measured before the clock was known (time since power-on): RTC memory
-        self.unstamped_lost = 0  # such records dropped because the clock stayed unknown too long
-        self.synced = False  # the link set the clock since power-on (RTC memory: lost with power, as the clock)
+        # records measured since power-on before the link set the clock (stamped with the time since power-on),
+        # kept in RTC memory; None once the clock is set, or when the link cannot set it (AT modems)
+        self.held = [] if getattr(link, "set_clock", None) is not None else None
         self.sent_frames = 0
         self.join_attempts = 0
         self.errors = 0
@@ -68,18 +69,21 @@ class Node:
         m = self.rtc.memory() if self.rtc is not None else b""
         n = struct.calcsize(_RTC_FMT)
         if len(m) >= n:
-            magic, c, p, o, f, carry, held, lost, synced = struct.unpack_from(_RTC_FMT, m, 0)
-            if magic == _RTC_MAGIC and len(m) >= n + held:
+            magic, c, p, o, f, carry, bad, held = struct.unpack_from(_RTC_FMT, m, 0)
+            k = 0 if held == _SET else held
+            if magic == _RTC_MAGIC and len(m) >= n + k:
                 self.cycle_no, self.pending, self.oldest_t, self.fill_est, self.carry = c, p, o, f, carry
-                self.unstamped_lost = lost
-                self.synced = bool(synced)
-                i = n
-                while i < n + held:
-                    k = 5 + 6 * m[i + 4]  # record length from its count byte (cnode.record layout)
-                    self.held.append(bytes(m[i:i + k]))
-                    i += k
-                if hasattr(self.link, "resume"):  # the MAC's RAM state (ADR, answers owed, duty cycle)
-                    self.link.resume(m[n + held:])
+                self.dropped_bad = bad
+                if held == _SET:
+                    self.held = None
+                elif self.held is not None:
+                    i = n
+                    while i < n + k:
+                        j = i + 5 + 6 * m[i + 4]  # record length from its count byte (cnode.record layout)
+                        self.held.append(bytes(m[i:j]))
+                        i = j
+                if hasattr(self.link, "unpack"):  # the MAC's RAM state (ADR, answers owed, duty cycle)
+                    getattr(self.link, "unpack")(m[n + k:])
         if self.pending != self.queue.depth:  # the queue on flash is the truth
             self.pending = self.queue.depth
             self.carry = 0
@@ -100,10 +104,11 @@ class Node:
         clock, then the link's RAM state (the MAC's, taken `sleep_ms` before it wakes)."""
         if self.rtc is None:
             return
-        held = b"".join(self.held)
+        held = b"".join(self.held) if self.held is not None else b""
         head = struct.pack(_RTC_FMT, _RTC_MAGIC, self.cycle_no & 0xFFFFFFFF, self.pending, self.oldest_t,
-                           self.fill_est, self.carry, len(held), self.unstamped_lost, 1 if self.synced else 0)
-        tail = self.link.suspend(sleep_ms) if hasattr(self.link, "suspend") else b""
+                           self.fill_est, self.carry, self.dropped_bad & 0xFFFF,
+                           len(held) if self.held is not None else _SET)
+        tail = getattr(self.link, "pack")(sleep_ms) if hasattr(self.link, "pack") else b""
         self.rtc.memory(head + held + tail)
 
     def _say(self, msg):
@@ -120,6 +125,7 @@ class Node:
             s.wake()
             self.clock.sleep_ms(w)
         t = self.clock.time()
+        t0 = self.clock.ticks_ms()
         s.sample()
         if self.channels_off:
             for i in range(len(s.ids)):
@@ -128,52 +134,41 @@ class Node:
                     s.flags[i] = 0
         self._status()
         rec = self.rec.pack(t, s.vals, s.flags)
+        held = self.held
         if len(rec) > 5:
-            if self._unset():  # the clock runs from 0 since power-on: hold the sample until the link sets it
-                self._hold(bytes(rec))
+            if held is not None:  # the clock runs from 0 since power-on: keep the sample until it is set
+                held.append(bytes(rec))
+                size = 0
+                for r in held:
+                    size += len(r)
+                while size > _HELD_MAX:  # the clock stays unset (no network time): the oldest cannot be dated
+                    size -= len(held.pop(0))
+                    self.dropped_bad += 1
             else:
-                self._push(rec, t)
+                self.queue.push(rec)
+                if self.pending == 0:
+                    self.oldest_t = t
+                self.pending += 1
         self.cycle_no += 1
         self._uplink(t)
+        if held is not None and getattr(self.link, "due", 0):  # a DeviceTimeAns set the clock (the MAC's
+            # next time request is scheduled only then): the clock jumped by this much during the cycle
+            jump = self.clock.time() - t - self.clock.ticks_diff(self.clock.ticks_ms(), t0) // 1000
+            self._say("clock set (%+d s)" % jump)
+            self.held = None
+            for r in held:  # stamped with real time, into the queue
+                b = bytearray(r)
+                u = struct.unpack_from("<I", b, 0)[0] + jump
+                struct.pack_into("<I", b, 0, u)
+                self.queue.push(b)
+                if self.pending == 0:
+                    self.oldest_t = u
+                self.pending += 1
         spent = self.clock.ticks_diff(self.clock.ticks_ms(), start)
         left = self.interval_s * 1000 - spent
         left = left if left > 0 else 0
         self._persist(left)
         return left
-
-    def _unset(self):
-        """True while the clock is not set since power-on and the link can set it (our MAC: DeviceTimeReq).
-        A link without a time service (AT modems) stamps with the clock as it is."""
-        return not self.synced and getattr(self.link, "set_clock", None) is not None
-
-    def _push(self, rec, t):
-        self.queue.push(rec)
-        if self.pending == 0:
-            self.oldest_t = t
-        self.pending += 1
-
-    def _hold(self, rec):
-        self.held.append(rec)
-        size = 0
-        for r in self.held:
-            size += len(r)
-        while size > _HELD_MAX:  # the clock stays unknown (no network time): the oldest cannot be dated
-            size -= len(self.held.pop(0))
-            self.unstamped_lost += 1
-
-    def _clock_set(self):
-        """The link set the clock (DeviceTimeAns): stamp the held samples with real time, queue them."""
-        jump = self.link.time_set
-        self.link.time_set = None
-        self.synced = True
-        self._say("clock set (%+d s)" % jump)
-        held = self.held
-        self.held = []
-        for r in held:
-            b = bytearray(r)
-            t = struct.unpack_from("<I", b, 0)[0] + jump
-            struct.pack_into("<I", b, 0, t)
-            self._push(b, t)
 
     def _status(self):
         st = self._st
@@ -187,7 +182,7 @@ class Node:
             if "queue_depth" in st:
                 vals[st["queue_depth"]] = self.queue.depth
             if "dropped" in st:
-                vals[st["dropped"]] = self.queue.dropped + self.unstamped_lost
+                vals[st["dropped"]] = self.queue.dropped + self.dropped_bad
         if first and "reboot_reason" in st:
             vals[st["reboot_reason"]] = self.reboot_reason
         if first and "crashes" in st:
@@ -206,8 +201,15 @@ class Node:
                 self.errors += 1
                 self._say("join: %s" % (e,))
                 return
-        if self._unset() and link.want_time():
-            self._ask_time()  # nothing goes on air with a time since power-on: ask the network first
+        if self.held is not None:  # nothing goes on air with a time since power-on: ask the network first
+            try:  # an uplink with no payload: the MAC puts DeviceTimeReq in its FOpts
+                link.send(_FPORT_DATA, b"")
+            except MemoryError:
+                raise
+            except Exception as e:
+                self.errors += 1
+                self._say("time request: %s" % (e,))
+            return
         while self.pending:
             full = self.pending >= self.fill_est
             late = now - self.oldest_t >= self.max_latency_s
@@ -217,19 +219,6 @@ class Node:
                 return
             if self.feed is not None:
                 self.feed()
-
-    def _ask_time(self):
-        """An uplink with no payload whose FOpts carry DeviceTimeReq; the answer sets the clock."""
-        try:
-            self.link.send(_FPORT_DATA, b"")
-        except MemoryError:
-            raise
-        except Exception as e:
-            self.errors += 1
-            self._say("time request: %s" % (e,))
-            return
-        if self.link.time_set is not None:
-            self._clock_set()
 
     def _send_one(self):
         """Build one frame from the oldest records and send it; True if it was sent."""
@@ -304,8 +293,6 @@ class Node:
         return True
 
     def _handle_downlink(self):
-        if getattr(self.link, "time_set", None) is not None:
-            self._clock_set()
         dl = self.link.downlink
         if dl is not None and self.commands is not None:
             reply = self.commands(dl[0], dl[1])

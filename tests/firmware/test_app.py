@@ -128,3 +128,47 @@ def test_a_damaged_oldest_record_at_boot_is_dropped_not_a_crash_loop():
     assert node.pending == 1 and node.oldest_t == 0
     clock.sleep_ms(node.cycle())
     assert node.dropped_bad == 1 and len(link.sent) == 1 and q.depth == 0
+
+
+class _TimeLink(_Link):
+    """A link that can set the clock (as the MAC does on a DeviceTimeAns) when `answer` is set."""
+
+    def __init__(self, clock, answer):
+        _Link.__init__(self)
+        self.joined = True
+        self.clock = clock
+        self.answer = answer
+        self.due = 0
+        self.set_clock = lambda s, us: clock.set_time(s, us)
+
+    def send(self, port, data, confirmed=False):
+        if self.answer and not self.due:
+            self.set_clock(820540800 + self.clock.monotonic_ms() // 1000, 0)
+            self.due = 1
+        return _Link.send(self, port, data, confirmed)
+
+
+def test_samples_before_the_clock_is_set_wait_and_get_the_real_time():
+    clock = VirtualClock()  # an ESP32 after power-on: the clock counts from 2000-01-01
+    clock.sleep_ms(5000)
+    link = _TimeLink(clock, answer=True)
+    q = Queue(FlashFS(), "/q")
+    node = Node(clock, Sampler([Slot(_Thermo())], clock), q, link, interval_s=300, max_latency_s=0)
+    node.cycle()
+    assert link.sent[0] == (2, b"")  # the time request goes first, with no data
+    assert node.held is None and q.depth == 1
+    t = node.rec.unpack(q.peek()[1])
+    assert t == 820540805  # stamped with the real time of the measurement, not 5 s after 2000-01-01
+    node.cycle()
+    assert all(len(d) > 0 for _, d in link.sent[1:])
+
+
+def test_without_an_answer_no_sample_goes_out_with_a_year_2000_time():
+    clock = VirtualClock()
+    link = _TimeLink(clock, answer=False)
+    q = Queue(FlashFS(), "/q")
+    node = Node(clock, Sampler([Slot(_Thermo())], clock), q, link, interval_s=300, max_latency_s=0)
+    for _ in range(200):
+        clock.sleep_ms(node.cycle())
+    assert q.depth == 0 and all(d == b"" for _, d in link.sent)  # only time requests went on air
+    assert sum(len(r) for r in node.held) <= 1024 and node.dropped_bad == 200 - len(node.held)

@@ -65,22 +65,3 @@ class DutyCycle:
             mins[i] = m
             u[i] = 0
         u[i] += air_ms
-
-    def entries(self, now_ms):
-        """[(band, minute, airtime ms)] of the buckets that still count at now_ms: what deep sleep must keep
-        (see Mac.suspend)."""
-        out = []
-        first = now_ms // _MIN_MS - (_NB - 1)
-        for band in self._used:
-            u, mins = self._ledger(band)
-            for i in range(_NB):
-                if u[i] and mins[i] >= first:
-                    out.append((band, mins[i], u[i]))
-        return out
-
-    def put(self, band, minute, ms):
-        """Restore one bucket saved by entries()."""
-        u, mins = self._ledger(band)
-        i = minute % _NB
-        mins[i] = minute
-        u[i] = ms

@@ -24,7 +24,7 @@ _SYNCWORD = const(0x34)  # public LoRaWAN network
 _SESSION_FMT = const("<I16s16sBBBIBBBBBH")  # devaddr, NwkSKey, AppSKey, rx1 off, rx2 dr, rx1 delay s, rx2 kHz,
 #                                      dr, tx power, nbtrans, max duty, adr, channel mask
 _CH_FMT = const("<IIB")  # per channel: uplink kHz, downlink kHz (0 = same), DR range
-# State that lives in RAM and must survive deep sleep (kept in RTC memory by the caller, see suspend()):
+# State that lives in RAM and must survive deep sleep (kept in RTC memory by the caller, see pack()):
 # magic, DevAddr, monotonic ms at wake, FCntUp, ADR_ACK_CNT, join trials, join next/first and DutyCycleReq
 # off-time end (ms relative to wake), time sync due (s relative to wake), sticky RXParamSetupAns status,
 # RXTimingSetupAns, DlChannelAns status, LinkCheckReq, ACK owed, answer bytes, ledger entries; then the
@@ -32,10 +32,7 @@ _CH_FMT = const("<IIB")  # per channel: uplink kHz, downlink kHz (0 = same), DR 
 _RTC_FMT = const("<HIQIHBiiiibBbBBBB")
 _RTC_MAGIC = const(0x4D41)
 _LED_FMT = const("<BhH")
-_GPS_UNIX = const(315964800)  # GPS epoch 1980-01-06 in Unix seconds
-GPS_LEAP_S = const(18)  # GPS - UTC since 2017-01-01 (IERS Bulletin C: no leap second announced since)
-_EPOCH_2000 = const(946684800)
-_RESYNC_S = const(86400)  # DeviceTimeReq again a day after the last answer
+_DEVICE_TIME = const(0x0D)  # DeviceTimeReq (maccmd applies the answer)
 
 
 class Mac:
@@ -68,13 +65,11 @@ class Mac:
         self._agg_next = 0  # DutyCycleReq aggregated off-time ends (monotonic ms)
         self._join_next = 0
         self._join_first = -1
-        self.join_dr_used = -1  # the DR of the join-request that was accepted
-        self.join_trials = 0  # join-requests sent without an accept: the DR steps down and the back-off grows
-        self.time_due = 0  # monotonic ms when the next DeviceTimeReq goes out (0: with the next uplink)
-        self.time_set = None  # the clock's jump in s when a DeviceTimeAns set it (the caller clears it)
-        self.set_clock = None  # fn(seconds since 2000 as float) that sets the wall clock; None: never ask
-        self._time_req = False  # a DeviceTimeReq is in the uplink on air
-        self._tx_end = 0  # ticks_ms when the last uplink ended (DeviceTimeAns refers to it)
+        # (attribute names reuse names the node interns anyway: each new one costs heap on the board)
+        self.join_attempts = 0  # join-requests sent without an accept: the DR steps down, the back-off grows
+        self.due = 0  # monotonic ms when the next DeviceTimeReq goes out (0: with the next uplink)
+        self.set_clock = None  # fn(s, us) setting the wall clock (since 2000); None: never ask for the time
+        self.end_ticks = 0  # ticks_ms when the last uplink ended (a DeviceTimeAns refers to it)
         self.ch_freq = [0] * R.NUM_CHANNELS
         self.ch_dl = [0] * R.NUM_CHANNELS
         self.ch_dr = bytearray(R.NUM_CHANNELS)
@@ -147,70 +142,81 @@ class Mac:
         self.store.commit()
         self.dirty = False
 
-    def suspend(self, sleep_ms):
+    def pack(self, sleep_ms):
         """The RAM state LoRaWAN needs across deep sleep, as bytes for RTC memory (at most 64 + 5 per minute
         of the last hour with airtime, per sub-band): ADR_ACK_CNT, answers owed (sticky and one-shot), the
         duty-cycle ledger, the join back-off and trials, FCntUp (so no count is skipped on wake), the time
         sync schedule. Times are stored relative to the wake, `sleep_ms` from now."""
         wake = self.now_ms() + sleep_ms
-        led = self.duty.entries(wake)
-        blob = bytearray(struct.calcsize(_RTC_FMT) + self._nans + struct.calcsize(_LED_FMT) * len(led))
+        d = self.duty
+        first = wake // 60000 - 60  # ledger buckets that still count at the wake (DutyCycle's sliding hour)
+        led = []
+        for band in d._used:
+            u, mins = d._ledger(band)
+            for i in range(len(u)):
+                if u[i] and mins[i] >= first:
+                    led.append((band, mins[i], u[i]))
+        out = bytearray(struct.calcsize(_RTC_FMT) + self._nans + struct.calcsize(_LED_FMT) * len(led))
         joined = self.joined
-
-        def rel(t):
-            return t - wake if t else 0
-
-        struct.pack_into(_RTC_FMT, blob, 0, _RTC_MAGIC, self.devaddr if joined else 0, wake,
-                         self.fcnt_up if joined else 0, self.adr_ack_cnt, self.join_trials, rel(self._join_next),
-                         self._join_first - wake if self._join_first >= 0 else -0x7FFFFFFF, rel(self._agg_next),
-                         (self.time_due - wake) // 1000 if self.time_due else -0x7FFFFFFF, self.sticky_rxparam,
+        none = -0x7FFFFFFF
+        struct.pack_into(_RTC_FMT, out, 0, _RTC_MAGIC, self.devaddr if joined else 0, wake,
+                         self.fcnt_up if joined else 0, self.adr_ack_cnt, self.join_attempts,
+                         self._join_next - wake if self._join_next else 0,
+                         self._join_first - wake if self._join_first >= 0 else none,
+                         self._agg_next - wake if self._agg_next else 0,
+                         (self.due - wake) // 1000 if self.due else none, self.sticky_rxparam,
                          1 if self.sticky_rxtiming else 0, self.sticky_dlch, 1 if self._link_check else 0,
                          1 if self._ack_next else 0, self._nans, len(led))
         p = struct.calcsize(_RTC_FMT)
-        blob[p:p + self._nans] = self._ans[:self._nans]
+        out[p:p + self._nans] = self._ans[:self._nans]
         p += self._nans
         m0 = wake // 60000
-        for band, minute, ms in led:
-            struct.pack_into(_LED_FMT, blob, p, band, minute - m0, ms)
+        for e in led:
+            struct.pack_into(_LED_FMT, out, p, e[0], e[1] - m0, e[2])
             p += struct.calcsize(_LED_FMT)
-        return blob
+        return out
 
-    def resume(self, blob):
-        """Take back what suspend() kept (after a deep sleep: the store already gave the session). A blob
-        of another layout or for another session is ignored (a fresh state is the safe default, the
-        counters in NVS are the truth). Returns the number of bytes used."""
+    def unpack(self, data):
+        """Take back what pack() kept (after a deep sleep: the store already gave the session). Data of
+        another layout is ignored (a fresh state is the safe default; the counters in NVS are the truth);
+        for another session only the regulatory state (duty cycle, join back-off) carries over. Returns the
+        number of bytes used."""
         n = struct.calcsize(_RTC_FMT)
-        if blob is None or len(blob) < n:
+        if data is None or len(data) < n:
             return 0
-        (magic, devaddr, wake, fcnt, self_cnt, trials, jnext, jfirst, agg, due, srx, stim, sdl, lc, ackn, nans,
-         nled) = struct.unpack_from(_RTC_FMT, blob, 0)
+        (magic, devaddr, wake, fcnt, cnt, trials, jnext, jfirst, agg, due, srx, stim, sdl, lc, ackn, nans,
+         nled) = struct.unpack_from(_RTC_FMT, data, 0)
         size = n + nans + struct.calcsize(_LED_FMT) * nled
-        if magic != _RTC_MAGIC or len(blob) < size or nans > len(self._ans):
+        if magic != _RTC_MAGIC or len(data) < size or nans > len(self._ans):
             return 0
+        none = -0x7FFFFFFF
         self._mono = wake
-        self.join_trials = trials
+        self.join_attempts = trials
         self._join_next = wake + jnext if jnext else 0
-        self._join_first = wake + jfirst if jfirst != -0x7FFFFFFF else -1
+        self._join_first = wake + jfirst if jfirst != none else -1
         p = n + nans
         m0 = wake // 60000
         for _ in range(nled):
-            band, minute, ms = struct.unpack_from(_LED_FMT, blob, p)
-            self.duty.put(band, m0 + minute, ms)
+            band, minute, ms = struct.unpack_from(_LED_FMT, data, p)
+            u, mins = self.duty._ledger(band)
+            i = (m0 + minute) % len(u)
+            mins[i] = m0 + minute
+            u[i] = ms
             p += struct.calcsize(_LED_FMT)
         if not (self.joined and devaddr == self.devaddr):
-            return size  # the session is not the one suspended: only the regulatory state carries over
+            return size
         # FCntUp: the store holds a bound no count reached; RTC memory the exact next one
         if self._fcnt_res - FCNT_PERSIST_EVERY <= fcnt <= self._fcnt_res:
             self.fcnt_up = fcnt
-        self.adr_ack_cnt = self_cnt
+        self.adr_ack_cnt = cnt
         self._agg_next = wake + agg if agg else 0
-        self.time_due = wake + due * 1000 if due != -0x7FFFFFFF else 0
+        self.due = wake + due * 1000 if due != none else 0
         self.sticky_rxparam = srx
         self.sticky_rxtiming = bool(stim)
         self.sticky_dlch = sdl
         self._link_check = bool(lc)
         self._ack_next = bool(ackn)
-        self._ans[:nans] = blob[n:n + nans]
+        self._ans[:nans] = data[n:n + nans]
         self._nans = nans
         return size
 
@@ -252,22 +258,6 @@ class Mac:
         s = (int(self.last_snr) + 2) >> 2
         return -32 if s < -32 else (31 if s > 31 else s)
 
-    def want_time(self):
-        """True when the next uplink carries a DeviceTimeReq (the clock is unset, or a day since the last)."""
-        return self.set_clock is not None and self.joined and self.now_ms() >= self.time_due
-
-    def device_time(self, gps_s, frac):
-        """DeviceTimeAns (5.9): GPS seconds and 1/256 s at the end of the uplink that asked. Sets the clock
-        (seconds since 2000 and microseconds, integers: the board's floats are single precision) to that
-        time plus what passed since the uplink ended; an answer nobody asked for is ignored."""
-        if not self._time_req or self.set_clock is None:
-            return
-        self._time_req = False
-        us = frac * 1000000 // 256 + self.clock.ticks_diff(self.clock.ticks_ms(), self._tx_end) * 1000
-        s = gps_s + _GPS_UNIX - GPS_LEAP_S - _EPOCH_2000 + us // 1000000
-        self.time_set = self.set_clock(s, us % 1000000)
-        self.time_due = self.now_ms() + _RESYNC_S * 1000
-
     def request_link_check(self):
         self._link_check = True
 
@@ -290,8 +280,8 @@ class Mac:
         if self._link_check:
             buf[pos] = maccmd.LINK_CHECK
             pos += 1
-        if self.want_time():
-            buf[pos] = maccmd.DEVICE_TIME
+        if self.set_clock is not None and self.joined and self.now_ms() >= self.due:
+            buf[pos] = _DEVICE_TIME  # DeviceTimeReq: the clock is unset, or a day passed since the last answer
             pos += 1
         i = 0
         a = self._ans
@@ -356,7 +346,7 @@ class Mac:
         start = self.now_ms()
         self.duty.record(R.band_of(f), start, air_ms)
         end_ticks = self.modem.send(memoryview(self._tx)[:n])
-        self._tx_end = end_ticks
+        self.end_ticks = end_ticks
         self.tx_count += 1
         if self.max_dcycle and not join:
             self._agg_next = start + air_ms * (1 << self.max_dcycle)
@@ -397,7 +387,7 @@ class Mac:
     # --- join ------------------------------------------------------------------------------------------
     def join(self, attempts=8, wait_ms=-1):
         """OTAA join (6.2): up to `attempts` join-requests. Each uses a fresh DevNonce, persisted before it is
-        sent. Trials count across calls (and across deep sleep, see suspend()): the DR steps down one per
+        sent. Trials count across calls (and across deep sleep, see pack()): the DR steps down one per
         trial from join_dr to DR0, and the next trial waits for the larger of an exponential back-off
         and the 1.0.4 join duty cycle. A wait longer than wait_ms (-1: any) raises DutyCycleError instead of
         sleeping, so a node that samples between trials is not held. Raises JoinFailed."""
@@ -405,7 +395,7 @@ class Mac:
             self.joined = False
             self._defaults()
         for _ in range(attempts):
-            k = self.join_trials
+            k = self.join_attempts
             dr = self.join_dr - k  # one DR lower per trial: DR0 (SF12) from the sixth on
             if dr < 0:
                 dr = 0
@@ -429,7 +419,7 @@ class Mac:
             if self._join_first < 0:
                 self._join_first = now
             end_ticks, f = self._transmit(ch, dr, 23, True)
-            self.join_trials = k + 1 if k < 250 else k
+            self.join_attempts = k + 1 if k < 250 else k
             # 1.0.4 7.3 join back-off: 1 % in the first hour, 0.1 % up to 11 h, 0.01 % after
             age = now - self._join_first
             dc = 100 if age < 3600000 else (1000 if age < 39600000 else 10000)
@@ -441,8 +431,7 @@ class Mac:
             self._join_next = now + (off if off > back else back)
             if self._rx_windows(end_ticks, f, -1, dr, True):
                 self._join_first = -1
-                self.join_trials = 0
-                self.join_dr_used = dr
+                self.join_attempts = 0
                 if dr < self.dr:  # start where the join got through; ADR takes over from here
                     self.dr = dr
                     self._save()
@@ -528,7 +517,6 @@ class Mac:
             if ch < 0:
                 raise DutyCycleError("duty cycle: wait %d ms" % wait, wait)
         fcnt = self._next_fcnt()
-        self._time_req = self.want_time()
         buf[0] = 0x80 if confirmed else 0x40
         struct.pack_into("<I", buf, 1, self.devaddr)
         buf[5] = ((0x80 if self.adr else 0) | (0x40 if self.adr and c >= _ADR_ACK_LIMIT else 0)

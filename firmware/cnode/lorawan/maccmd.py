@@ -12,7 +12,9 @@ DEV_STATUS = const(0x06)
 NEW_CHANNEL = const(0x07)
 RX_TIMING_SETUP = const(0x08)
 DL_CHANNEL = const(0x0A)
-DEVICE_TIME = const(0x0D)
+_DEVICE_TIME = const(0x0D)
+_GPS_TO_2000 = const(-630720018)  # GPS seconds -> seconds since 2000: 1980-01-06 to 2000-01-01, less 18 leap s
+_RESYNC_MS = const(86400000)  # the next DeviceTimeReq, a day after an answer
 
 
 def _freq(b, i):
@@ -165,10 +167,15 @@ def process(mac, b, i, end):
                 mac.dirty = True
             mac.sticky_dlch = st
             i = a + 4
-        elif cid == DEVICE_TIME:  # DeviceTimeAns: GPS seconds (4 B LE), 1/256 s
+        elif cid == _DEVICE_TIME:  # DeviceTimeAns (5.9): GPS s (4 B LE) and 1/256 s at the end of our uplink
             if a + 5 > end:
                 break
-            mac.device_time(b[a] | (b[a + 1] << 8) | (b[a + 2] << 16) | (b[a + 3] << 24), b[a + 4])
+            if mac.set_clock is not None:  # set the clock (integers: the board's floats are single precision)
+                c = mac.clock
+                us = b[a + 4] * 1000000 // 256 + c.ticks_diff(c.ticks_ms(), mac.end_ticks) * 1000
+                gps = b[a] | (b[a + 1] << 8) | (b[a + 2] << 16) | (b[a + 3] << 24)
+                mac.set_clock(gps + _GPS_TO_2000 + us // 1000000, us % 1000000)
+                mac.due = mac.now_ms() + _RESYNC_MS
             i = a + 5
         else:
             break

@@ -109,10 +109,8 @@ class Board:
     def time(self):
         return (_t[0] + _t[1]) // 1000000
 
-    def set_clock(self, s, us):  # machine.RTC().datetime(...) on a board; the MAC calls it (DeviceTimeAns)
-        r = call(_TSET, s, us).split()
-        _t[1] = int(r[0])
-        return int(r[1])
+    def set_clock(self, a, b):  # machine.RTC().datetime(...) on a board: s, us since 2000 (DeviceTimeAns)
+        _t[1] = int(call(_TSET, a, b).split()[0])
 
     def feed(self):  # machine.WDT.feed(); the simulator resets the node when it is not fed in time
         call(_WDT, _WDT_MS)
