@@ -177,3 +177,29 @@ def test_no_time_request_without_a_clock_to_set_and_foreign_rtc_data_is_ignored(
     assert b.ups()[-1].data[5] & 0x0F == 0  # no set_clock: no DeviceTimeReq
     assert m.unpack(b"\x00" * 80) == 0 and m.unpack(b"") == 0
     raises(ValueError, m.send, 0, b"x")
+
+
+def test_join_duty_cycle_against_a_silent_air_over_two_days():
+    b = Board(gateway_sf_min=99)  # nobody hears the node
+    for _ in range(48 * 12):  # a wake every 5 min for 48 h, a join trial whenever the back-off allows
+        m = b.wake()
+        try:
+            m.join(1, 30000)
+        except (JoinFailed, DutyCycleError):
+            pass
+        b.sleep(m)
+    jr = [t for t in b.ups() if t.data[0] == 0]
+    assert [t.sf for t in jr[:6]] == [7, 8, 9, 10, 11, 12] and all(t.sf == 12 for t in jr[6:])
+    h = 3600000000
+    t0 = jr[0].start_us
+
+    def air(lo, hi):
+        return sum(t.end_us - t.start_us for t in jr if lo <= t.start_us - t0 < hi) / 1e6
+
+    # LoRaWAN 1.0.4 7.3: 36 s in the first hour, 36 s per 10 h up to 11 h, then 8.7 s per 24 h
+    assert air(0, h) <= 36 and air(h, 11 * h) <= 36
+    for k in range(11 * 12, 24 * 12 + 1):  # every 24 h window after the 11th hour, in 5 min steps
+        lo = k * h // 12
+        assert air(lo, lo + 24 * h) <= 8.7
+    assert len(jr) > 20  # it keeps trying
+    assert len({struct.unpack_from("<H", t.data, 17)[0] for t in jr}) == len(jr)

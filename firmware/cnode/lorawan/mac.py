@@ -17,6 +17,12 @@ _ADR_ACK_DELAY = const(32)
 FCNT_PERSIST_EVERY = const(16)  # FCntUp is written to the store once per 16 frames, see _next_fcnt
 _JOIN_BACKOFF_MS = const(15000)  # first retry delay; doubles per failed attempt
 _JOIN_BACKOFF_MAX_MS = const(3600000)
+_H1_MS = const(3600000)
+_H11_MS = const(39600000)
+_DAY_MS = const(86400000)
+_JOIN_H1_MS = const(36000)  # join-request airtime allowed in the first hour (LoRaWAN 1.0.4 7.3)
+_JOIN_H11_MS = const(36000)  # in hours 1 to 11
+_JOIN_DAY_MS = const(8700)  # in any 24 h after that
 _RX_MARGIN_MS = const(20)  # the receiver opens this early and stays this much longer (clock tolerance)
 _JOIN_ACCEPT_DELAY1_MS = const(5000)
 _MAX_FOPTS = const(15)
@@ -27,11 +33,13 @@ _CH_FMT = const("<IIB")  # per channel: uplink kHz, downlink kHz (0 = same), DR 
 # State that lives in RAM and must survive deep sleep (kept in RTC memory by the caller, see pack()):
 # magic, DevAddr, monotonic ms at wake, FCntUp, ADR_ACK_CNT, join trials, join next/first and DutyCycleReq
 # off-time end (ms relative to wake), time sync due (s relative to wake), sticky RXParamSetupAns status,
-# RXTimingSetupAns, DlChannelAns status, LinkCheckReq, ACK owed, answer bytes, ledger entries; then the
-# one-shot answers and the duty-cycle ledger as (band, minute relative to wake, airtime ms) per bucket in use
-_RTC_FMT = const("<HIQIHBiiiibBbBBBB")
+# RXTimingSetupAns, DlChannelAns status, LinkCheckReq, ACK owed, answer bytes, ledger entries, join-requests;
+# then the one-shot answers, the duty-cycle ledger as (band, minute relative to wake, airtime ms) per bucket
+# in use, and the join-requests that count for the join duty cycle (start ms relative to wake, airtime ms)
+_RTC_FMT = const("<HIQIHBiiiibBbBBBBB")
 _RTC_MAGIC = const(0x4D41)
 _LED_FMT = const("<BhH")
+_JL_FMT = const("<iH")
 _DEVICE_TIME = const(0x0D)  # DeviceTimeReq (maccmd applies the answer)
 
 
@@ -65,6 +73,7 @@ class Mac:
         self._agg_next = 0  # DutyCycleReq aggregated off-time ends (monotonic ms)
         self._join_next = 0
         self._join_first = -1
+        self._jl = []  # [start ms, airtime ms] of the join-requests that still count for the join duty cycle
         # (attribute names reuse names the node interns anyway: each new one costs heap on the board)
         self.join_attempts = 0  # join-requests sent without an accept: the DR steps down, the back-off grows
         self.due = 0  # monotonic ms when the next DeviceTimeReq goes out (0: with the next uplink)
@@ -156,7 +165,9 @@ class Mac:
             for i in range(len(u)):
                 if u[i] and mins[i] >= first:
                     led.append((band, mins[i], u[i]))
-        out = bytearray(struct.calcsize(_RTC_FMT) + self._nans + struct.calcsize(_LED_FMT) * len(led))
+        jl = self._jl
+        out = bytearray(struct.calcsize(_RTC_FMT) + self._nans + struct.calcsize(_LED_FMT) * len(led)
+                        + struct.calcsize(_JL_FMT) * len(jl))
         joined = self.joined
         none = -0x7FFFFFFF
         struct.pack_into(_RTC_FMT, out, 0, _RTC_MAGIC, self.devaddr if joined else 0, wake,
@@ -166,7 +177,7 @@ class Mac:
                          self._agg_next - wake if self._agg_next else 0,
                          (self.due - wake) // 1000 if self.due else none, self.sticky_rxparam,
                          1 if self.sticky_rxtiming else 0, self.sticky_dlch, 1 if self._link_check else 0,
-                         1 if self._ack_next else 0, self._nans, len(led))
+                         1 if self._ack_next else 0, self._nans, len(led), len(jl))
         p = struct.calcsize(_RTC_FMT)
         out[p:p + self._nans] = self._ans[:self._nans]
         p += self._nans
@@ -174,6 +185,9 @@ class Mac:
         for e in led:
             struct.pack_into(_LED_FMT, out, p, e[0], e[1] - m0, e[2])
             p += struct.calcsize(_LED_FMT)
+        for e in jl:
+            struct.pack_into(_JL_FMT, out, p, e[0] - wake, e[1])
+            p += struct.calcsize(_JL_FMT)
         return out
 
     def unpack(self, data):
@@ -185,8 +199,8 @@ class Mac:
         if data is None or len(data) < n:
             return 0
         (magic, devaddr, wake, fcnt, cnt, trials, jnext, jfirst, agg, due, srx, stim, sdl, lc, ackn, nans,
-         nled) = struct.unpack_from(_RTC_FMT, data, 0)
-        size = n + nans + struct.calcsize(_LED_FMT) * nled
+         nled, njl) = struct.unpack_from(_RTC_FMT, data, 0)
+        size = n + nans + struct.calcsize(_LED_FMT) * nled + struct.calcsize(_JL_FMT) * njl
         if magic != _RTC_MAGIC or len(data) < size or nans > len(self._ans):
             return 0
         none = -0x7FFFFFFF
@@ -203,6 +217,11 @@ class Mac:
             mins[i] = m0 + minute
             u[i] = ms
             p += struct.calcsize(_LED_FMT)
+        self._jl = []
+        for _ in range(njl):
+            e = struct.unpack_from(_JL_FMT, data, p)
+            self._jl.append((wake + e[0], e[1]))
+            p += struct.calcsize(_JL_FMT)
         if not (self.joined and devaddr == self.devaddr):
             return size
         # FCntUp: the store holds a bound no count reached; RTC memory the exact next one
@@ -421,16 +440,40 @@ class Mac:
             end_ticks, f = self._transmit(ch, dr, 23, True)
             self.join_attempts = k + 1 if k < 250 else k
             # 1.0.4 7.3 join back-off: 1 % in the first hour, 0.1 % up to 11 h, 0.01 % after
-            age = now - self._join_first
-            dc = 100 if age < 3600000 else (1000 if age < 39600000 else 10000)
             back = _JOIN_BACKOFF_MS << k if k < 12 else _JOIN_BACKOFF_MAX_MS
             if back > _JOIN_BACKOFF_MAX_MS:
                 back = _JOIN_BACKOFF_MAX_MS
-            back += self._rand(_JOIN_BACKOFF_MS)
-            off = air_ms * dc
-            self._join_next = now + (off if off > back else back)
+            back = now + back + self._rand(_JOIN_BACKOFF_MS)
+            # 1.0.4 7.3 join duty cycle: at most 36 s on air in the first hour, 36 s in hours 1-11, then 8.7 s
+            # in any 24 h: the earliest time the next request (one DR lower) fits, from the requests on record
+            jl = self._jl
+            jl.append((now, air_ms))
+            first = self._join_first
+            if now - first >= _H11_MS:
+                while jl and jl[0][0] < now - _DAY_MS:
+                    jl.pop(0)
+            nxt = (R.dr_airtime_us(dr - 1 if dr else 0, 23) + 999) // 1000
+            t = now
+            while True:
+                if t < first + _H1_MS:
+                    lo, hi, budget, end = first, first + _H1_MS, _JOIN_H1_MS, first + _H1_MS
+                elif t < first + _H11_MS:
+                    lo, hi, budget, end = first + _H1_MS, first + _H11_MS, _JOIN_H11_MS, first + _H11_MS
+                else:
+                    lo, hi, budget, end = t - _DAY_MS, t + 1, _JOIN_DAY_MS, -1
+                used = 0
+                for e in jl:
+                    if lo <= e[0] < hi:
+                        if end < 0 and used == 0:
+                            end = e[0] + _DAY_MS + 1  # the oldest in the window leaves it then
+                        used += e[1]
+                if used + nxt <= budget:
+                    break
+                t = end
+            self._join_next = t if t > back else back
             if self._rx_windows(end_ticks, f, -1, dr, True):
                 self._join_first = -1
+                self._jl = []
                 self.join_attempts = 0
                 if dr < self.dr:  # start where the join got through; ADR takes over from here
                     self.dr = dr
