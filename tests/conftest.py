@@ -14,11 +14,13 @@ for p in (ROOT / "firmware", ROOT / "host_tools", ROOT / "tests" / "firmware"):
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 MIP_INDEX = ROOT.parent / "shared" / "mip-index"
+SHARED_DOCS = ROOT.parent / "shared" / "docs"
 
 
 def pytest_collection_modifyitems(config, items):
     for marker, folder, what in (("recorded", SHARED_DATA, "recorded data"),
-                                 ("mipindex", MIP_INDEX, "micropython-lib's mip index")):
+                                 ("mipindex", MIP_INDEX, "micropython-lib's mip index"),
+                                 ("esp32doc", SHARED_DOCS, "the ESP32 port's API reference")):
         if folder.is_dir():
             continue
         skip = pytest.mark.skip(reason=f"{what} not found at {folder}")

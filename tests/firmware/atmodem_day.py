@@ -24,11 +24,13 @@ def modem(kind, dr=5, log=None):
     machine.use(clock)
     if kind == "rak3172":
         twin = RAK3172Twin(clock, dr=dr)
-        uart = machine.UART(1, 115200, peer=twin)
+        uart = machine.UART(1, 115200)
+        uart.attach(twin)
         link = RAK3172(uart, clock, DEV_EUI, JOIN_EUI, APP_KEY, log=log)
     else:
         twin = LoRaE5Twin(clock, dr=dr)
-        uart = machine.UART(1, 9600, peer=twin)
+        uart = machine.UART(1, 9600)
+        uart.attach(twin)
         link = LoRaE5(uart, clock, DEV_EUI, JOIN_EUI, APP_KEY, log=log)
     return clock, uart, twin, link
 

@@ -11,8 +11,9 @@ BOARDS = ("heltec-wifi-lora-32-v2", "heltec-wifi-lora-32-v3", "ttgo-lora32-v2.1"
 
 def _hw(name):
     clock = VirtualClock()
-    machine.use(clock)
-    return Hardware(load_json("boards/%s.json" % name), machine), clock
+    board = load_json("boards/%s.json" % name)
+    machine.use(clock, board["chip"])  # the S3's pins are not the ESP32's
+    return Hardware(board, machine), clock
 
 
 def test_every_board_builds_its_sensors():

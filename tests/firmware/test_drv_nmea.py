@@ -113,7 +113,8 @@ def _uart_gps(position, **kw):
     clk = VirtualClock()
     machine.use(clk)
     twin = GpsTwin(clk, position=position, **kw)
-    uart = machine.UART(1, 9600, rxbuf=1024, peer=twin)
+    uart = machine.UART(1, 9600, rxbuf=1024)
+    uart.attach(twin)
     return clk, twin, uart, NMEA(uart, clk)
 
 
@@ -166,7 +167,8 @@ def test_uart_twin_replays_a_log_with_comments():
     clk = VirtualClock()
     machine.use(clk)
     twin = GpsTwin(clk, log=log, baud=4800)
-    uart = machine.UART(1, 4800, rxbuf=256, peer=twin)
+    uart = machine.UART(1, 4800, rxbuf=256)
+    uart.attach(twin)
     n = NMEA(uart, clk)
     clk.advance_ms(100)
     n.read()

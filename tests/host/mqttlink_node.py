@@ -12,25 +12,7 @@ import binascii
 
 from cnode.encoder import Encoder, pack
 from cnode.mqttlink import LinkDown, MqttLink
-
-
-class Wlan:
-    """network.WLAN double: reports connected on the third poll after connect()."""
-
-    def __init__(self):
-        self.polls = 0
-        self.started = False
-
-    def active(self, on=None):
-        return True
-
-    def connect(self, ssid, key):
-        self.started = True
-
-    def isconnected(self):
-        if self.started:
-            self.polls += 1
-        return self.polls >= 3
+from citynode.hwsim import network  # the port's network.WLAN, strict
 
 
 def deadline_passed(t0, ms):
@@ -41,8 +23,9 @@ def main():
     port = int(sys.argv[1])
     job = json.loads(sys.stdin.read())
     eui = binascii.unhexlify(job["eui"])
-    link = MqttLink(Wlan(), "cityap", "secret", socket, "127.0.0.1", eui, time, port=port, keepalive=10,
-                    timeout_ms=2000, ack_timeout_ms=3000, backoff_ms=200, backoff_max_ms=1000)
+    network.access_point("cityap", "secret", polls=3)  # associated on the third poll after connect()
+    link = MqttLink(network.WLAN(network.STA_IF), "cityap", "secret", socket, "127.0.0.1", eui, time, port=port,
+                    keepalive=10, timeout_ms=2000, ack_timeout_ms=3000, backoff_ms=200, backoff_max_ms=1000)
     out = {"sent": [], "frames": []}
     link.join(5)
     enc = Encoder(job["ids"], job["refs"])

@@ -112,7 +112,8 @@ def test_log_replayed_through_uart_twin_at_line_rate():
     clk = VirtualClock()
     machine.use(clk)
     twin = GpsTwin(clk, log=path.read_bytes(), baud=9600)
-    uart = machine.UART(1, 9600, rxbuf=512, peer=twin)
+    uart = machine.UART(1, 9600, rxbuf=512)
+    uart.attach(twin)
     drv = NMEA(uart, clk, silent_ms=10**9)
     while twin.pending:
         clk.advance_ms(100)

@@ -156,9 +156,9 @@ class MpNode:
                 jump = w.set_clock(int(a[1]), int(a[2]))
                 return f"{w.rtc_off_us} {jump}"
             if op == "IMR":
-                return w.i2c.readfrom_mem(int(a[1]), int(a[2]), int(a[4]), int(a[3])).hex()
+                return w.i2c.readfrom_mem(int(a[1]), int(a[2]), int(a[4]), addrsize=int(a[3])).hex()
             if op == "IMW":
-                w.i2c.writeto_mem(int(a[1]), int(a[2]), bytes.fromhex(a[4] if len(a) > 4 else ""), int(a[3]))
+                w.i2c.writeto_mem(int(a[1]), int(a[2]), bytes.fromhex(a[4] if len(a) > 4 else ""), addrsize=int(a[3]))
                 return "OK"
             if op == "UW":
                 w.uart.write(bytes.fromhex(a[1]))

@@ -109,7 +109,8 @@ class NodeWorld:
         self.true_us: list[int] = []  # true UTC (us since 2000) of every BME280 measurement (one per sample)
         self.clock_sets = 0
         self.sds_twin = SDS011Twin(clock, self.pm_series, seed=seed & 0xFFFF)
-        self.uart = hw.UART(1, 9600, peer=self.sds_twin)
+        self.uart = hw.UART(1, 9600)
+        self.uart.attach(self.sds_twin)
         self.adc = hw.ADC(35)
         self.bat_twin = BatteryTwin(R1, R2, discharge(4150, 3650, 30 * 86_400_000))
         self.bat_twin.attach(self.adc)

@@ -1,8 +1,11 @@
 # A double of MicroPython's `machine` module: I2C, UART, SPI, Pin (with IRQs), ADC, RTC, WDT, deepsleep.
 #
 # Buses carry bytes to simulated twins (hwsim/twins_*.py). Install it as the `machine` module with
-# use(clock); the firmware then runs unchanged. Errors are what the ESP32 port raises: OSError(ENODEV)
-# for an address that does not acknowledge, OSError(ETIMEDOUT) for a stuck bus.
+# use(clock); the firmware then runs unchanged. It accepts what the ESP32 port of MicroPython 1.26.1
+# accepts and raises what it raises, with the same types and messages (../shared/docs/esp32-api.md, checked
+# by tests/host/test_esp32_double.py): unknown keywords, pin numbers, bus ids, UART framing, ADC pins and
+# attenuation, addrsize, WDT arguments, CPU frequency. OSError(ENODEV) for an address that does not
+# acknowledge, OSError(ETIMEDOUT) for a stuck bus. The watchdog bites in virtual time.
 import sys
 
 ENODEV = 19
@@ -20,28 +23,62 @@ _state = {"clock": None, "reset_cause": PWRON_RESET, "rtc_memory": b"", "wires":
 _IDLE_MAX_US = 10000  # idle() returns at the next interrupt or after one FreeRTOS tick (100 Hz on ESP32)
 
 
-class DeepSleep(Exception):
-    """Raised by deepsleep(): the simulator catches it, advances the clock and boots the node again."""
+PIN_WAKE = EXT0_WAKE = 2
+EXT1_WAKE = 3
+TIMER_WAKE = 4
+TOUCHPAD_WAKE = 5
+ULP_WAKE = 6
+SLEEP = 2  # wake-type bits for Pin.irq(wake=)
+DEEPSLEEP = 4
+
+# per chip: GPIOs the port accepts, ADC pins (ADC1 + ADC2), RTC pins (wake), lowest input-only GPIO
+_CHIPS = {
+    "esp32": (tuple(range(0, 24)) + (25, 26, 27) + tuple(range(32, 40)),
+              (32, 33, 34, 35, 36, 37, 38, 39) + (0, 2, 4, 12, 13, 14, 15, 25, 26, 27),
+              (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39), 34),
+    # ESP32_GENERIC_S3: SPIRAM takes 26, USB CDC takes 19/20, no EXTENDED_IO (47/48)
+    "esp32s3": (tuple(range(0, 19)) + (21,) + tuple(range(33, 47)), tuple(range(1, 21)), tuple(range(0, 22)), 99),
+}
+_FREQS_MHZ = (20, 40, 80, 160, 240)
+
+
+class DeepSleep(BaseException):
+    """Raised by deepsleep(): the simulator catches it, advances the clock and boots the node again. A
+    BaseException, as the real reboot: the firmware's `except Exception` cannot swallow it."""
 
     def __init__(self, ms):
-        Exception.__init__(self, ms)
+        BaseException.__init__(self, ms)
         self.ms = ms
 
 
-class Reset(Exception):
-    """Raised by reset() and by an expired watchdog."""
+class Reset(BaseException):
+    """Raised by reset() and by an expired watchdog (cause WDT_RESET)."""
 
     def __init__(self, cause):
-        Exception.__init__(self, cause)
+        BaseException.__init__(self, cause)
         self.cause = cause
 
 
-def use(clock):
-    """Bind the double to a virtual clock and install it as `machine` for the firmware. The board's wiring
-    (wires and SPI peers) starts empty: twins attach to pins by number, as they are soldered on a board."""
+def _no_extra(kw):
+    """MicroPython's argument check (py/argcheck.c): an unknown keyword is a TypeError with this message."""
+    if kw:
+        raise TypeError("extra keyword arguments given")
+
+
+def _positional(args, n):
+    if len(args) > n:
+        raise TypeError("extra positional arguments given")
+
+
+def use(clock, chip="esp32"):
+    """Bind the double to a virtual clock and install it as `machine` for the firmware; `chip` (a board
+    file's "chip": esp32 or esp32s3) sets which pins exist. The board's wiring (wires and SPI peers) starts
+    empty: twins attach to pins by number, as they are soldered on a board."""
     _state["clock"] = clock
+    _state["chip"] = _CHIPS[chip]
     for k in ("wires", "spi", "i2c", "uart", "adc"):
         _state[k] = {}
+    _state["wdt"] = None
     sys.modules["machine"] = sys.modules[__name__]
 
 
@@ -121,15 +158,28 @@ def set_reset_cause(cause):
     _state["reset_cause"] = cause
 
 
-def deepsleep(ms=0):
+def deepsleep(*args):
+    """deepsleep([ms]): positional only; the chip reboots (the watchdog stops with it)."""
+    _positional(args, 1)
     _state["reset_cause"] = DEEPSLEEP_RESET
-    raise DeepSleep(ms)
+    _state["wdt"] = None
+    _state["wake_reason"] = TIMER_WAKE if args else 0
+    raise DeepSleep(args[0] if args else 0)
 
 
-def lightsleep(ms=0):
+def lightsleep(*args):
+    """lightsleep([ms]): positional only; the clock runs on, and nothing feeds the watchdog."""
+    _positional(args, 1)
     c = _state["clock"]
-    if c is not None:
-        c.sleep_ms(ms)
+    if c is not None and args:
+        c.sleep_ms(args[0])
+
+
+sleep = lightsleep
+
+
+def wake_reason(*args):
+    return _state.get("wake_reason", 0)  # the port ignores any arguments
 
 
 def idle():
@@ -148,6 +198,7 @@ def idle():
 
 def reset():
     _state["reset_cause"] = HARD_RESET
+    _state["wdt"] = None
     raise Reset(HARD_RESET)
 
 
@@ -160,27 +211,56 @@ def unique_id():
     return b"\x24\x0a\xc4\x00\x00\x01"
 
 
-def freq(hz=None):
-    return 240000000
+def freq(*args):
+    _positional(args, 1)
+    if not args:
+        return _state.get("freq", 160000000)
+    hz = args[0]
+    if not isinstance(hz, int):
+        raise TypeError("can't convert %s to int" % type(hz).__name__)
+    if hz // 1000000 not in _FREQS_MHZ:
+        raise ValueError("frequency must be 20MHz, 40MHz, 80Mhz, 160MHz or 240MHz")
+    _state["freq"] = hz
+    return None
+
+
+class _PinIRQ:
+    def __init__(self, pin):
+        self._pin = pin
+
+    def trigger(self, *args):
+        return self._pin._trigger
+
+    def __call__(self):
+        if self._pin._handler is not None:
+            self._pin._handler(self._pin)
 
 
 class Pin:
     IN = 1
     OUT = 3
     OPEN_DRAIN = 7
-    PULL_UP = 1
-    PULL_DOWN = 2
+    PULL_DOWN = 1
+    PULL_UP = 2
     IRQ_RISING = 1
     IRQ_FALLING = 2
+    WAKE_LOW = 4
+    WAKE_HIGH = 5
+    DRIVE_0 = 0
+    DRIVE_1 = 1
+    DRIVE_2 = 2
+    DRIVE_3 = 3
 
-    def __init__(self, id, mode=-1, pull=-1, value=None, drive=None, hold=None):
+    def __init__(self, id, *args, **kw):
+        if isinstance(id, Pin):
+            id = id.id
+        if not isinstance(id, int) or id not in _chip()[0]:
+            raise ValueError("invalid pin")
         self.id = id
-        self.hold = bool(hold)
-        self.mode = mode
-        self.pull = pull
-        self._v = 1 if pull == Pin.PULL_UP else 0
-        if value is not None:
-            self._v = 1 if value else 0
+        self.mode = None
+        self.pull = None
+        self.hold = False
+        self._v = 0
         self._handler = None
         self._trigger = 0
         w = _state["wires"].get(id)
@@ -189,24 +269,40 @@ class Pin:
             w.pins.append(self)
             if w.driven:
                 self._v = w.level
-            elif value is not None:
-                w._mcu(self._v)
+        self.init(*args, **kw)
 
-    def init(self, mode=-1, pull=-1, value=None):
-        if mode != -1:
-            self.mode = mode
-        if value is not None:
+    def init(self, *args, **kw):
+        """init(mode=None, pull=-1, *, value, drive, hold), as Pin() takes them after the id."""
+        _positional(args, 2)
+        mode = args[0] if args else kw.pop("mode", None)
+        pull = args[1] if len(args) > 1 else kw.pop("pull", -1)
+        value = kw.pop("value", None)
+        kw.pop("drive", None)  # 0..3 on an output pin; anything else is silently ignored (machine_pin.c)
+        hold = kw.pop("hold", None)
+        _no_extra(kw)
+        if mode is not None and mode & 2 and self.id >= _chip()[3]:
+            raise ValueError("pin can only be input")
+        if pull != -1:
+            self.pull = pull
+            if pull is not None and not (self._wire is not None and self._wire.driven):
+                self._v = 1 if pull & 2 else (0 if pull & 1 else self._v)
+        if value is not None:  # set before the mode, as the port does
             self._set(value)
+        if mode is not None:
+            self.mode = mode
+        if hold is not None and self.id < _chip()[3]:
+            self.hold = bool(hold)
 
     def _set(self, v):
         self._v = 1 if v else 0
         if self._wire is not None:
             self._wire._mcu(self._v)
 
-    def value(self, v=None):
-        if v is None:
+    def value(self, *args):
+        _positional(args, 1)
+        if not args:
             return self._v
-        self._set(v)
+        self._set(args[0])
         return None
 
     def on(self):
@@ -215,12 +311,28 @@ class Pin:
     def off(self):
         self._set(0)
 
-    def __call__(self, v=None):
-        return self.value(v)
+    def toggle(self):
+        self._set(0 if self._v else 1)
 
-    def irq(self, handler=None, trigger=3, hard=False):
+    def __call__(self, *args):
+        return self.value(*args)
+
+    def irq(self, *args, **kw):
+        """irq(handler=None, trigger=IRQ_FALLING | IRQ_RISING, wake=None): no `hard` (the port schedules
+        every pin handler, a soft IRQ)."""
+        _positional(args, 3)
+        handler = args[0] if args else kw.pop("handler", None)
+        trigger = args[1] if len(args) > 1 else kw.pop("trigger", 3)
+        wake = args[2] if len(args) > 2 else kw.pop("wake", None)
+        _no_extra(kw)
+        if trigger in (Pin.WAKE_LOW, Pin.WAKE_HIGH) and wake is not None:
+            if not 2 <= wake <= 7:
+                raise ValueError("bad wake value")
+            if self.id not in _chip()[2]:
+                raise ValueError("invalid pin for wake")
         self._handler = handler
         self._trigger = trigger
+        return _PinIRQ(self)
 
     # simulation side: drive the input as the outside world would
     def drive(self, v):
@@ -233,8 +345,25 @@ class Pin:
                 self._handler(self)
 
 
+def _chip():
+    return _state.get("chip") or _CHIPS["esp32"]
+
+
 class I2C:
-    def __init__(self, id=0, scl=None, sda=None, freq=400000, timeout=50000):
+    """I2C(id=0, *, scl, sda, freq=400000, timeout=50000): ids 0 and 1. Without scl the double gives the
+    bus its own devices (a test wires them with attach())."""
+
+    def __init__(self, id=0, *args, **kw):
+        _positional(args, 0)
+        if id not in (0, 1):
+            raise ValueError("I2C(%d) doesn't exist" % id)
+        self._setup(kw.pop("scl", None), kw)
+
+    def _setup(self, scl, kw):
+        kw.pop("sda", None)
+        kw.pop("freq", None)
+        kw.pop("timeout", None)
+        _no_extra(kw)
         self.devices = _state["i2c"].setdefault(_gpio(scl), {}) if scl is not None else {}
         self.faults = {}  # addr -> [kind, remaining]
         self.stuck = False
@@ -288,48 +417,90 @@ class I2C:
         return bytes(buf)
 
     def _mem(self, memaddr, addrsize):
-        return bytes([memaddr]) if addrsize == 8 else bytes([memaddr >> 8, memaddr & 0xFF])
+        if addrsize > 32 or addrsize % 8:
+            raise ValueError("invalid addrsize")
+        return bytes((memaddr >> (addrsize - 8 - 8 * i)) & 0xFF for i in range(addrsize // 8))
 
-    def writeto_mem(self, addr, memaddr, buf, addrsize=8):
+    def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
         self._dev(addr).write(self._mem(memaddr, addrsize) + bytes(buf))
         self.bytes_moved += len(buf) + addrsize // 8
 
-    def readfrom_mem_into(self, addr, memaddr, buf, addrsize=8):
+    def readfrom_mem_into(self, addr, memaddr, buf, *, addrsize=8):
+        a = self._mem(memaddr, addrsize)
         d = self._dev(addr)
-        d.write(self._mem(memaddr, addrsize))
+        d.write(a)
         data = d.read(len(buf))
         for i in range(len(buf)):
             buf[i] = data[i]
         self.bytes_moved += len(buf) + addrsize // 8
 
-    def readfrom_mem(self, addr, memaddr, nbytes, addrsize=8):
+    def readfrom_mem(self, addr, memaddr, nbytes, *, addrsize=8):
         buf = bytearray(nbytes)
-        self.readfrom_mem_into(addr, memaddr, buf, addrsize)
+        self.readfrom_mem_into(addr, memaddr, buf, addrsize=addrsize)
         return bytes(buf)
 
 
-SoftI2C = I2C
+class SoftI2C(I2C):
+    """SoftI2C(scl, sda, *, freq=400000, timeout=50000): scl and sda required (positional allowed)."""
+
+    def __init__(self, *args, **kw):
+        _positional(args, 2)
+        scl = args[0] if args else kw.pop("scl", None)
+        if len(args) > 1:
+            kw["sda"] = args[1]
+        if scl is None:
+            raise TypeError("'scl' argument required")
+        if "sda" not in kw:
+            raise TypeError("'sda' argument required")
+        self._setup(scl, kw)
 
 
 class UART:
     """A UART whose far end is a twin: twin.on_write(uart, data) hears what the node sends, and
     twin.pump(uart, now_ms) may call uart.feed(bytes) with what the device has sent by now."""
 
-    def __init__(self, id=1, baudrate=9600, bits=8, parity=None, stop=1, tx=None, rx=None, timeout=0,
-                 rxbuf=256, peer=None):
-        if peer is None and rx is not None:
-            peer = _state["uart"].get(_gpio(rx))
-        self.baudrate = baudrate
-        self.timeout = timeout
-        self.peer = peer
+    _KW = ("baudrate", "bits", "parity", "stop", "tx", "rx", "rts", "cts", "txbuf", "rxbuf", "timeout",
+           "timeout_char", "invert", "flow")
+
+    def __init__(self, id, *args, **kw):
+        """UART(id, baudrate=115200, bits=8, parity=None, stop=1, *, tx, rx, rts, cts, txbuf=256, rxbuf=256,
+        timeout=0, timeout_char=0, invert, flow): ids 0..2; UART1 on rx 9/tx 10, UART2 on rx 16/tx 17 unless
+        given. The far end is the twin attach_uart() wired to the rx pin, or attach(peer)."""
+        if id not in (0, 1, 2):
+            raise ValueError("UART(%d) does not exist" % id)
+        self.id = id
+        self.baudrate = 115200
+        self.timeout = 0
+        self.rxbuf = 256
         self._rx = bytearray()
-        self.rxbuf = rxbuf
         self.overruns = 0
         self.sent = bytearray()
+        self.peer = None
+        self.init(*args, **kw)
 
-    def init(self, baudrate=9600, bits=8, parity=None, stop=1, tx=None, rx=None, timeout=0, rxbuf=256):
-        self.baudrate = baudrate
-        self.timeout = timeout
+    def init(self, *args, **kw):
+        _positional(args, 4)
+        for i in range(len(args)):
+            kw[UART._KW[i]] = args[i]
+        for k in kw:
+            if k not in UART._KW:
+                raise TypeError("extra keyword arguments given")
+        bits = kw.get("bits", 8)
+        if bits and not 5 <= bits <= 8:
+            raise ValueError("invalid data bits")
+        stop = kw.get("stop", 1)
+        if stop and stop not in (1, 2):
+            raise ValueError("invalid stop bits")
+        if self.id == 0 and ("rxbuf" in kw or "txbuf" in kw):
+            raise ValueError("UART buffer size is fixed")  # the REPL's UART on ESP32_GENERIC
+        if kw.get("rxbuf", 256) <= 128:
+            raise OSError(1, "ESP_FAIL")  # ESP-IDF: the RX buffer must exceed the 128-byte hardware FIFO
+        self.baudrate = kw.get("baudrate", self.baudrate)
+        self.timeout = kw.get("timeout", self.timeout)
+        self.rxbuf = kw.get("rxbuf", self.rxbuf)
+        rx = kw.get("rx", {1: 9, 2: 16}.get(self.id, 3))
+        if self.peer is None:
+            self.peer = _state["uart"].get(_gpio(rx))
 
     def deinit(self):
         pass
@@ -460,22 +631,47 @@ class SPI:
 
 
 class ADC:
+    """ADC(pin, *, atten=ATTN_11DB): ADC1 and ADC2 pins of the ESP32; the default attenuation is re-applied
+    at every construction. The voltage at the pin comes from attach_adc(pin, fn) or .uv."""
     ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
     ATTN_11DB = 3
-    WIDTH_12BIT = 3
+    WIDTH_9BIT = 9
+    WIDTH_10BIT = 10
+    WIDTH_11BIT = 11
+    WIDTH_12BIT = 12
 
-    def __init__(self, pin, atten=3):
+    def __init__(self, pin, *args, **kw):
+        _positional(args, 0)
+        gpio = _gpio(pin)
+        if gpio not in _chip()[1]:
+            raise ValueError("invalid pin")
+        a = kw.pop("atten", 3)
+        _no_extra(kw)
         self.pin = pin
         self.uv = 0  # simulation sets the voltage at the pin, in microvolts
-        self.source = _state["adc"].get(_gpio(pin))  # or a function of monotonic ms giving microvolts
+        self.source = _state["adc"].get(gpio)  # or a function of monotonic ms giving microvolts
+        self._on = True
+        self._bits = 12
+        self.atten(a)
 
     def atten(self, a):
-        pass
+        if not 0 <= a <= 3:
+            raise ValueError("invalid attenuation")
+        self._atten = a
 
     def width(self, w):
-        pass
+        if not 9 <= w <= 12:
+            raise ValueError("invalid bit-width")
+        self._bits = w
+
+    def deinit(self):
+        self._on = False
 
     def _now_uv(self):
+        if not self._on:
+            raise OSError(1)  # EPERM: the ADC unit was deleted
         if self.source is not None:
             c = _state["clock"]
             self.uv = int(self.source(c.monotonic_ms() if c is not None else 0))
@@ -489,7 +685,7 @@ class ADC:
         return 65535 if v > 65535 else (0 if v < 0 else v)
 
     def read(self):
-        return self.read_u16() >> 4
+        return self.read_u16() >> (16 - self._bits)
 
 
 class RTC:
@@ -537,22 +733,41 @@ def power_on():
 
 
 class WDT:
+    """WDT(id=0, timeout=5000): one watchdog (a second WDT() re-times it); feed() is the only way to hold it
+    off and nothing stops it but a reboot. Not fed within `timeout` ms of virtual time, in whatever the
+    node does (sleep_ms and lightsleep included), it resets the node: Reset(WDT_RESET) is raised from the
+    clock at that moment."""
+
     def __init__(self, id=0, timeout=5000):
+        if id != 0:
+            raise ValueError()
+        if timeout <= 0:
+            raise ValueError("WDT timeout too short")
         self.timeout = timeout
-        c = _state["clock"]
-        self.last = c.monotonic_ms() if c is not None else 0
+        _state["wdt"] = self
+        self.feed()
 
     def feed(self):
         c = _state["clock"]
-        now = c.monotonic_ms() if c is not None else 0
-        if now - self.last > self.timeout:
-            _state["reset_cause"] = WDT_RESET
-            raise Reset(WDT_RESET)
-        self.last = now
+        if c is None:
+            return
+        self.due_us = c.monotonic_us() + self.timeout * 1000
+        if not getattr(self, "_armed", False) and hasattr(c, "call_at_us"):
+            self._armed = True
+            c.call_at_us(self.due_us, self._check)
 
-    def expired(self):
+    def _check(self):
+        self._armed = False
+        if _state.get("wdt") is not self:
+            return  # deep sleep or a reset since: this watchdog is gone
         c = _state["clock"]
-        return c is not None and c.monotonic_ms() - self.last > self.timeout
+        if c.monotonic_us() < self.due_us:  # fed since: look again at the new deadline
+            self._armed = True
+            c.call_at_us(self.due_us, self._check)
+            return
+        _state["wdt"] = None
+        _state["reset_cause"] = WDT_RESET
+        raise Reset(WDT_RESET)
 
 
 def time_pulse_us(pin, level, timeout_us=1000000):

@@ -30,7 +30,7 @@ class VirtualBoard:
     network server accepted (port > 0) as (fport, bytes); `out(line)` (if given) gets each as a JSON line."""
 
     def __init__(self, board, clock, dev_eui, app_key, join_eui=bytes(8), out=None, revision=None):
-        hw.use(clock)
+        hw.use(clock, board.get("chip", "esp32"))
         self.board = board
         self.clock = clock
         self.dev_eui = bytes(dev_eui)

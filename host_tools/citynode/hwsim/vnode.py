@@ -36,6 +36,13 @@ try:
 except OSError:
     _HW = {}
 
+# the chip the node was flashed as (its board.json): the ESP32-S3's pins are not the ESP32's
+try:
+    with open("board.json") as _f:
+        _m._state["chip"] = _m._CHIPS.get(json.load(_f).get("chip"), _m._CHIPS["esp32"])
+except (OSError, ValueError):
+    pass
+
 
 class _Ack:
     def write(self, data):
