@@ -27,7 +27,8 @@ class Node:
     return a status frame to send; `rtc` keeps a few counters across deep sleep (RTC memory)."""
 
     def __init__(self, clock, sampler, queue, link, interval_s=300, max_latency_s=3600, status_every=72,
-                 rtc=None, commands=None, reboot_reason=0, log=None, confirmed=False, feed=None, crashes=0):
+                 rtc=None, commands=None, reboot_reason=0, log=None, confirmed=False, feed=None, crashes=0,
+                 time_src=None):
         self.clock = clock
         self.sampler = sampler
         self.queue = queue
@@ -50,9 +51,11 @@ class Node:
         self.reboot_reason = reboot_reason
         self.crashes = crashes  # failed boots since power-on (cnode.crash): sent on the status channels
         self.feed = feed  # the watchdog's feed(): called between frames (a backlog takes many)
-        # records measured since power-on before the link set the clock (stamped with the time since power-on),
-        # kept in RTC memory; None once the clock is set, or when the link cannot set it (AT modems)
-        self.held = [] if getattr(link, "set_clock", None) is not None else None
+        # time_src(): sets the clock from another source (GPS) and returns True, or returns False
+        self.time_src = time_src
+        # records measured since power-on before the clock was set (stamped with the time since power-on),
+        # kept in RTC memory; None once it is set, or when nothing can set it (an AT modem and no GPS)
+        self.held = [] if getattr(link, "set_clock", None) is not None or time_src is not None else None
         self.sent_frames = 0
         self.join_attempts = 0
         self.errors = 0
@@ -127,6 +130,8 @@ class Node:
         t = self.clock.time()
         t0 = self.clock.ticks_ms()
         s.sample()
+        held = self.held
+        src = held is not None and self.time_src is not None and self.time_src()
         if self.channels_off:
             for i in range(len(s.ids)):
                 if self.channels_off >> s.ids[i] & 1:
@@ -134,7 +139,6 @@ class Node:
                     s.flags[i] = 0
         self._status()
         rec = self.rec.pack(t, s.vals, s.flags)
-        held = self.held
         if len(rec) > 5:
             if held is not None:  # the clock runs from 0 since power-on: keep the sample until it is set
                 held.append(bytes(rec))
@@ -151,8 +155,8 @@ class Node:
                 self.pending += 1
         self.cycle_no += 1
         self._uplink(t)
-        if held is not None and getattr(self.link, "due", 0):  # a DeviceTimeAns set the clock (the MAC's
-            # next time request is scheduled only then): the clock jumped by this much during the cycle
+        if held is not None and (src or getattr(self.link, "due", 0)):  # GPS or a DeviceTimeAns set the
+            # clock (the MAC schedules its next time request only then): it jumped by this much in the cycle
             jump = self.clock.time() - t - self.clock.ticks_diff(self.clock.ticks_ms(), t0) // 1000
             self._say("clock set (%+d s)" % jump)
             self.held = None
@@ -201,7 +205,8 @@ class Node:
                 self.errors += 1
                 self._say("join: %s" % (e,))
                 return
-        if self.held is not None:  # nothing goes on air with a time since power-on: ask the network first
+        if self.held is not None and getattr(link, "set_clock", None) is not None:  # nothing goes on air with
+            # a time since power-on: ask the network first
             try:  # an uplink with no payload: the MAC puts DeviceTimeReq in its FOpts
                 link.send(_FPORT_DATA, b"")
             except MemoryError:

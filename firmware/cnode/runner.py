@@ -111,7 +111,7 @@ class Runner:
         self.node = Node(clock, self.sampler, self.queue, self.link, interval_s=self.cfg["interval"],
                          rtc=crash.RtcArea(rtc), commands=self._command, reboot_reason=reboot_code(machine),
                          log=log, confirmed=bool(self.cfg["confirmed"]), feed=feed,
-                         crashes=crash.counts(rtc)[1])
+                         crashes=crash.counts(rtc)[1], time_src=gps_time(self.sampler.slots, rtc, clock))
         self._apply()
 
     def _info(self):
@@ -186,6 +186,31 @@ def clock_setter(rtc, clock):
         return s - old
 
     return set_clock
+
+
+def gps_time(slots, rtc, clock, max_age_ms=5000):
+    """fn() that sets the clock from the board's GPS (cnode.drivers.nmea: the last RMC's date and time, if
+    its fix is fresh) and returns True, else False; None when the board has no GPS."""
+    gps = None
+    for s in slots:
+        if hasattr(s.driver, "seconds_2000"):
+            gps = s.driver
+    if gps is None:
+        return None
+    set_clock = clock_setter(rtc, clock)
+
+    def src():
+        t = gps.seconds_2000()
+        f = getattr(gps, "fix_ms", None)
+        if t is None or f is None:
+            return False
+        age = clock.ticks_diff(clock.ticks_ms(), f)
+        if not 0 <= age < max_age_ms:
+            return False
+        set_clock(t + age // 1000, age % 1000 * 1000)
+        return True
+
+    return src
 
 
 def main(machine, time, deep_sleep=None):

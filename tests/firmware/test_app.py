@@ -172,3 +172,41 @@ def test_without_an_answer_no_sample_goes_out_with_a_year_2000_time():
         clock.sleep_ms(node.cycle())
     assert q.depth == 0 and all(d == b"" for _, d in link.sent)  # only time requests went on air
     assert sum(len(r) for r in node.held) <= 1024 and node.dropped_bad == 200 - len(node.held)
+
+
+def test_a_gps_sets_the_clock_when_the_network_cannot():
+    from cnode.runner import gps_time
+
+    clock = VirtualClock()
+    clock.sleep_ms(42000)
+
+    class _Gps:  # cnode.drivers.nmea's face: the last RMC's time and when its fix came
+        channels = ("latitude",)
+        values = [None]
+        fix_ms = None
+
+        def read(self):
+            self.fix_ms = clock.ticks_ms() - 300  # the RMC of 300 ms ago
+
+        def seconds_2000(self):
+            return 820540800 + clock.monotonic_ms() // 1000 if self.fix_ms is not None else None
+
+    class _Rtc:
+        def datetime(self, t):
+            from citynode.hwsim.clock import mktime
+
+            clock.set_time(mktime(t[0], t[1], t[2], t[4], t[5], t[6]), t[7])
+
+    link = _Link()  # an AT modem: no time service
+    link.joined = True
+    slots = [Slot(_Thermo()), Slot(_Gps())]
+    q = Queue(FlashFS(), "/q")
+    node = Node(clock, Sampler(slots, clock), q, link, interval_s=300, max_latency_s=0,
+                time_src=gps_time(slots, _Rtc(), clock))
+    node.cycle()
+    assert node.held is None and q.depth == 1 and link.sent == []  # nothing on air with a time since power-on
+    t = node.rec.unpack(q.peek()[1])
+    assert 820540800 + 41 <= t <= 820540800 + 42  # the GPS's time (the RMC came 300 ms before it was read)
+    clock.sleep_ms(300000)
+    node.cycle()
+    assert q.depth == 0 and len(link.sent) == 1

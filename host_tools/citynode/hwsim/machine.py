@@ -749,8 +749,8 @@ class WDT:
 
     def feed(self):
         c = _state["clock"]
-        if c is None:
-            return
+        if c is None or not hasattr(c, "monotonic_us"):
+            return  # no virtual time (the pty node's real clock): nothing to measure against
         self.due_us = c.monotonic_us() + self.timeout * 1000
         if not getattr(self, "_armed", False) and hasattr(c, "call_at_us"):
             self._armed = True
