@@ -54,3 +54,24 @@ def test_unprovisioned_node_says_so_and_sends_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "not provisioned" in proc.stdout
     assert not [x for x in proc.stdout.splitlines() if x.startswith("{")]
+
+
+def test_a_boot_that_fails_records_a_crash_and_reboots_never_the_repl():
+    """main.py on the pty node with no board file: the firmware records the crash, deep-sleeps (a reboot
+    here), and the next boot counts a boot loop and shows the last crash on the console."""
+    import shutil
+    import time
+
+    from citynode.hwsim.vnode import VirtualNode
+
+    with VirtualNode() as node:
+        shutil.copytree(FIRMWARE_DIR / "cnode", node.fs / "cnode")
+        shutil.copy(FIRMWARE_DIR / "main.py", node.fs / "main.py")
+        node._proc.kill()  # the supervisor starts it again (power stays on: a reset), now with main.py
+        log = node.fs / "crash.log"
+        deadline = time.time() + 60
+        while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 2):
+            time.sleep(0.2)
+        lines = log.read_text().splitlines()
+        assert len(lines) >= 2 and all("OSError" in x for x in lines), lines  # no board file: ENOENT
+        assert "cause=4" in lines[-1]  # the second boot came from the deep sleep, not a power-on

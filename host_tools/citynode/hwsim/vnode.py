@@ -104,8 +104,40 @@ class ADC(_m.ADC):
         self.uv = _TWINS.get("adc_uv", 0)
 
 
+# RTC memory and the reset cause live through a reboot (reset, deep sleep, watchdog), not a power-on (start())
+_RTC_PATH = _HW_PATH.replace("vnode_hw.json", "vnode_rtc.json")
+try:
+    with open(_RTC_PATH) as _f:
+        _rtc = json.load(_f)
+    from binascii import unhexlify as _uhx
+    _m._state["rtc_memory"] = _uhx(_rtc["mem"])
+    _m._state["reset_cause"] = _rtc["cause"]
+except (OSError, ValueError, KeyError):
+    _rtc = None
+
+
+def _reboot(cause, wait_ms=0):
+    # the chip restarts: RTC memory and the cause are kept for the next process, which the supervisor starts;
+    # a deep sleep or a crash delay passes in real time, at most 2 s (a technician watches the console)
+    from binascii import hexlify as _hx
+    import time as _t
+    _m._state["wdt"] = None  # the watchdog stops with the chip
+    with open(_RTC_PATH, "w") as f:
+        json.dump({"mem": _hx(_m._state["rtc_memory"]).decode(), "cause": cause}, f)
+    if wait_ms > 0:
+        _t.sleep_ms(min(wait_ms, 2000))
+    open(_RTC_PATH + ".reboot", "w").close()  # the supervisor ends this process and starts the next boot
+    while True:  # (sys.exit would drop into the REPL of `micropython -i main.py`: a board never does)
+        _t.sleep_ms(100)
+
+
 def reset():
-    sys.exit(0)  # the supervisor starts the node again: a reboot
+    _reboot(HARD_RESET)
+
+
+def deepsleep(*args):
+    _m._positional(args, 1)
+    _reboot(DEEPSLEEP_RESET, args[0] if args else 0)
 
 
 # The radio chip of the board this node is flashed as (its board.json, once `citynode flash` wrote it): the
@@ -167,9 +199,9 @@ if _BOARD:
         pass  # not installed: the firmware's own `import lora` says so
     sys.modules["machine"] = _me  # the double's use() installed itself; the node sees this module
     sys.modules["time"] = _clock
-
-    def deepsleep(ms=0):
-        raise NotImplementedError("the virtual node on a pty does not model deep sleep (settings.deep_sleep false)")
+    if _rtc is not None:  # a reboot: this process's network server is new, so the node must join again
+        from citynode.hwsim.virtual_board import _fresh_network
+        _fresh_network()
 
 
 def unique_id():
@@ -223,6 +255,7 @@ class VirtualNode:
         self._write_hw()
 
     def start(self) -> VirtualNode:
+        (self._sys / "vnode_rtc.json").unlink(missing_ok=True)  # power-on: RTC memory is cleared
         self._thread.start()
         self._booted.wait(10)
         self._ready.wait(10)
@@ -265,8 +298,14 @@ class VirtualNode:
         while not self._stop.is_set():
             self._proc = self._spawn()
             self._booted.set()
+            flag = self._sys / "vnode_rtc.json.reboot"
             while self._proc.poll() is None:
                 if self._stop.wait(0.05):
+                    break
+                if flag.exists():  # the node reset itself (reset(), deep sleep, a crash): a new boot
+                    flag.unlink()
+                    self._proc.kill()
+                    self._proc.wait()
                     break
 
     def stop(self) -> None:
