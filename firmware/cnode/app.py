@@ -17,6 +17,7 @@ _RTC_FMT = const("<HIIIHHHH")  # magic, cycle_no, pending, oldest_t, fill_est, c
 #                               (_SET: the clock is set, nothing is held)
 _RTC_MAGIC = const(0xC181)
 _SET = const(0xFFFF)
+_RTC_ROOM = const(2042)  # machine.RTC().memory() holds 2048 bytes; cnode.crash keeps the first 6
 _HELD_MAX = const(1024)  # RTC memory for samples taken before the clock is known (about 40 samples)
 _JOIN_WAIT_MS = const(30000)  # a join back-off up to this is waited out in the cycle; a longer one, next cycle
 
@@ -107,11 +108,19 @@ class Node:
         clock, then the link's RAM state (the MAC's, taken `sleep_ms` before it wakes)."""
         if self.rtc is None:
             return
-        held = b"".join(self.held) if self.held is not None else b""
+        tail = getattr(self.link, "pack")(sleep_ms) if hasattr(self.link, "pack") else b""
+        h = self.held
+        if h is not None:  # RTC memory holds 2048 bytes (6 of them cnode.crash's): the MAC's state comes first
+            size = 0
+            for r in h:
+                size += len(r)
+            while h and size > _RTC_ROOM - struct.calcsize(_RTC_FMT) - len(tail):
+                size -= len(h.pop(0))
+                self.dropped_bad += 1
+        held = b"".join(h) if h is not None else b""
         head = struct.pack(_RTC_FMT, _RTC_MAGIC, self.cycle_no & 0xFFFFFFFF, self.pending, self.oldest_t,
                            self.fill_est, self.carry, self.dropped_bad & 0xFFFF,
                            len(held) if self.held is not None else _SET)
-        tail = getattr(self.link, "pack")(sleep_ms) if hasattr(self.link, "pack") else b""
         self.rtc.memory(head + held + tail)
 
     def _say(self, msg):

@@ -210,3 +210,23 @@ def test_a_gps_sets_the_clock_when_the_network_cannot():
     clock.sleep_ms(300000)
     node.cycle()
     assert q.depth == 0 and len(link.sent) == 1
+
+
+def test_rtc_memory_never_overflows_the_macs_state_comes_first():
+    clock = VirtualClock()
+    link = _TimeLink(clock, answer=False)
+    link.pack = lambda ms: bytes(1500)  # a MAC with a long duty-cycle ledger
+    mem = []
+
+    class _Rtc:
+        def memory(self, data=None):
+            if data is None:
+                return mem[-1] if mem else b""
+            assert len(data) <= 2042  # 2048 bytes less cnode.crash's 6
+            mem.append(bytes(data))
+
+    node = Node(clock, Sampler([Slot(_Thermo())], clock), Queue(FlashFS(), "/q"), link, rtc=_Rtc(),
+                interval_s=300, max_latency_s=0)
+    for _ in range(60):
+        clock.sleep_ms(node.cycle())
+    assert mem[-1].endswith(bytes(1500)) and node.dropped_bad > 0 and len(node.held) < 60
