@@ -203,6 +203,10 @@ def print_summary(report: dict, out) -> None:
                   f"{n['duplicates']:>6}{n['power_cuts']:>5}\n")
     out.write(f"{t['virtual_days']:g} virtual days in {t['wall_s']:.1f} s; collisions {t['collided']}, "
               f"lost on air {t['lost_on_air']}, decode errors {t['decode_errors']}\n")
+    out.write(f"sample times: true UTC at most {t['time_error_max_s']:.2f} s outside the second each names "
+              f"({t['samples_time_wrong']} off by more than 1 s; clocks set {t['clock_sets']} times); network MAC requests answered in the next uplink "
+              f"{t['mac_answered']} of {t['mac_answered'] + t['mac_unanswered']}; watchdog resets {t['wdt_resets']}"
+              + (f" ({t['hangs_injected']} hangs injected)" if "hangs_injected" in t else "") + "\n")
     if t["samples_lost"]:
         out.write(f"of the {t['samples_lost']} samples lost, {t['samples_lost_on_air']} went only in frames that "
                   f"collided or were lost on air (unconfirmed uplinks); {t['samples_lost'] - t['samples_lost_on_air']}"
