@@ -101,3 +101,33 @@ def test_heltec_v3_needs_its_tcxo(bench):
         m = radio(no_tcxo, hw)
         m.configure(EU868)
         m.send(b"\x40" + bytes(12))
+
+
+@pytest.mark.mipindex
+@pytest.mark.parametrize("name", LORA_BOARDS)
+def test_before_deep_sleep_the_radio_sleeps_and_its_rails_are_off(name, lora_lib, tmp_path, monkeypatch):
+    """Runner.power_down on every LoRa-chip board: the chip's twin in its sleep state (as the driver put it),
+    Vext off where the board has it, the T-Beam's LoRa rail off."""
+    from cnode.config import Keys
+    from cnode.nvsfile import NVS
+
+    from citynode.hwsim import virtual_board
+
+    monkeypatch.chdir(tmp_path)
+    Keys(NVS("cn_keys")).set(bytes.fromhex("70b3d57ed00000ab"), bytes(8), bytes(range(16)))
+    board = _board(name)
+    clock = VirtualClock()
+    hw.use(clock, board["chip"])
+    driver.load(clock, str(lora_lib))  # micropython-lib's driver on the import path, as on the board
+    r, vb = virtual_board.runner(board, clock, log=lambda m: None, root=".")
+    vb_radio = vb.radio
+    assert vb_radio.state() != "sleep" or name == "tbeam"  # set up by the driver: in standby
+    r.power_down()
+    vext = board.get("power", {}).get("vext")
+
+    if board.get("power", {}).get("pmic"):
+        assert not vb_radio.powered  # the rail is off: the chip draws nothing
+    else:
+        assert vb_radio.state() == "sleep"
+    if vext:  # off, and held so through deep sleep
+        assert hw.wire(vext["pin"]).level != vext["active"] and hw.wire(vext["pin"]).pins[-1].hold

@@ -263,12 +263,11 @@ class Pin:
         self._v = 0
         self._handler = None
         self._trigger = 0
-        w = _state["wires"].get(id)
+        w = wire(id)  # the copper behind the pin: what the MCU drives on it is there to see
         self._wire = w
-        if w is not None:
-            w.pins.append(self)
-            if w.driven:
-                self._v = w.level
+        w.pins.append(self)
+        if w.driven:
+            self._v = w.level
         self.init(*args, **kw)
 
     def init(self, *args, **kw):
