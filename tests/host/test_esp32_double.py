@@ -328,3 +328,38 @@ def test_wlan_is_the_ports(clock):
     wlan.connect("cityap", "secret")
     assert [wlan.isconnected(), wlan.isconnected()] == [False, True] and wlan.status() == W.STAT_GOT_IP
     W.reset()
+
+
+@pytestmark_doc
+def test_ble_scanning_is_the_ports_and_feeds_the_counter(clock):
+    from citynode.hwsim import bluetooth as B
+    from citynode.hwsim.twin_mobility import BleCrowd
+    from cnode.drivers.blecount import BleCounter
+
+    B.reset()
+    ble = B.BLE()
+    assert B.BLE() is ble
+    scan = _row("bluetooth.BLE (scanning)", "gap_scan(")
+    assert "**positional only**" in scan
+    errors = _row("bluetooth.BLE (scanning)", "errors")
+    assert _raises(OSError, ble.gap_scan, 0).args[0] == int(re.search(r"inactive → `OSError\((\d+)\)", errors).group(1))
+    ble.active(True)
+    _raises(TypeError, ble.gap_scan, duration_ms=0)
+    assert str(_raises(ValueError, ble.irq, 5)) in _messages(_row("bluetooth.BLE (scanning)", "irq(handler)"),
+                                                             "ValueError")
+    crowd = BleCrowd()
+    for i in range(12):
+        crowd.add(1, bytes((0xC0, 0, 0, 0, 0, i)), -60, 0, 30000)
+    crowd.add(1, bytes(6), -99, 0, 30000)  # too far away for the counter's RSSI floor
+    ble.radiate(crowd)
+    counter = BleCounter(clock, urandom=lambda n: bytes(range(n)))
+    events = []
+    ble.irq(lambda e, d: (events.append(e), counter.irq(e, d)))
+    ble.gap_scan(20000, 1280000, 11250)
+    assert _raises(OSError, ble.gap_scan, 0).args[0] == int(re.search(r"already running → `OSError\((\d+)\)",
+                                                                       errors).group(1))
+    ble.advance(30000)
+    done = int(re.search(r"_IRQ_SCAN_DONE = (\d+)", DOC.read_text()).group(1))
+    assert events[-1] == done and events.count(done) == 1
+    counter.read()
+    assert counter.values[0] == 12  # distinct advertisers above the RSSI floor, each counted once

@@ -11,7 +11,8 @@
 #
 # Feed it from the BLE IRQ (event 5 = _IRQ_SCAN_RESULT, data = (addr_type, addr, adv_type, rssi, adv_data)):
 #   ble.irq(counter.irq); ble.gap_scan(0, 1280000, 11250)    # then counter.read() once per window
-# The BLE IRQ runs as a scheduled (soft) callback on the ESP32, so hashing (which allocates) is allowed there.
+# The BLE IRQ handler runs synchronously in the NimBLE task on the ESP32 (not a hard IRQ), so hashing (which
+# allocates) is allowed there.
 import hashlib
 
 from micropython import const
