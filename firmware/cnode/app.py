@@ -105,7 +105,8 @@ class Node:
 
     def _persist(self, sleep_ms=0):
         """What must survive deep sleep into RTC memory: this node's counters, the samples waiting for the
-        clock, then the link's RAM state (the MAC's, taken `sleep_ms` before it wakes)."""
+        clock, then the link's RAM state (the MAC's, taken `sleep_ms` before it wakes; -1 before an uplink,
+        so a watchdog reset during it finds RTC memory no older than this frame)."""
         if self.rtc is None:
             return
         tail = getattr(self.link, "pack")(sleep_ms) if hasattr(self.link, "pack") else b""
@@ -206,6 +207,7 @@ class Node:
         if not link.joined:
             try:
                 self.join_attempts += 1
+                self._persist(-1)
                 link.join(1, _JOIN_WAIT_MS)
                 self._say("joined")
             except MemoryError:  # not a network condition: a retry would fail the same way; let the board reset
@@ -217,6 +219,7 @@ class Node:
         if self.held is not None and getattr(link, "set_clock", None) is not None:  # nothing goes on air with
             # a time since power-on: ask the network first
             try:  # an uplink with no payload: the MAC puts DeviceTimeReq in its FOpts
+                self._persist(-1)
                 link.send(_FPORT_DATA, b"")
             except MemoryError:
                 raise
@@ -278,6 +281,7 @@ class Node:
         if n == 0:
             return False
         try:
+            self._persist(-1)  # a reset during the uplink resumes from here, its FCnt never reused
             ok = self.link.send(_FPORT_DATA, memoryview(enc.buf)[:n], self.confirmed)
         except MemoryError:
             raise
@@ -312,6 +316,7 @@ class Node:
             reply = self.commands(dl[0], dl[1])
             if reply:
                 try:
+                    self._persist(-1)
                     self.link.send(FPORT_CMD, reply)
                 except Exception as e:
                     self._say("status reply: %s" % (e,))

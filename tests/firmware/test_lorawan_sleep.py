@@ -100,6 +100,72 @@ def test_mac_requests_answered_in_the_next_uplink_after_deep_sleep():
     assert (b.dev.rx2_dr, b.dev.rx1_dr_offset) == (3, 1)  # device and server agree
 
 
+def _asked(b):
+    """A joined board whose next uplink brings a downlink asking DevStatusReq, LinkADRReq and RXParamSetupReq;
+    returns the Mac and what the node put in RTC memory just before that uplink (cnode.app: pack(-1))."""
+    b.ns.queue_mac(DEV_EUI, NS.dev_status_req())
+    b.ns.queue_mac(DEV_EUI, NS.link_adr_req(5, 15, 0x0007))
+    b.ns.queue_mac(DEV_EUI, NS.rx_param_setup_req(1, 3, 869525))
+    m = b.wake()
+    before = bytes(m.pack(-1))
+    m.send(2, b"a")
+    assert m.rx2_dr == 3
+    return m, before
+
+
+def _answers_in(frame):
+    return frame.data[5] & 0x0F, bytes(frame.data[8:8 + (frame.data[5] & 0x0F)])
+
+
+def test_answers_owed_survive_a_power_cut_and_a_reset_before_the_sleep():
+    """RTC memory is lost in a power cut, and a watchdog reset can come before pack(): the answers a downlink
+    asked for are in flash ("ao"), so the first uplink after either carries them, the one after only the sticky
+    RXParamSetupAns, and the flash is written once per asking downlink and once after the answers went out."""
+    for lose in ("power cut", "reset before the sleep"):
+        b = _joined(Board())
+        m, before = _asked(b)
+        writes = b.store.writes
+        b.rtc = b"" if lose == "power cut" else before  # RTC memory lost, or as it was before the uplink
+        m = b.wake()
+        assert m.rx2_dr == 3  # the session in flash has the new RX2 settings
+        b.dev.answers.clear()
+        b.ns._send = lambda *a, **k: None  # the server stays silent: the sticky answer repeats
+        m.send(2, b"b")
+        assert sorted(c for c, _ in b.dev.answers) == [0x03, 0x05, 0x06], lose
+        assert dict(b.dev.answers)[0x05] == b"\x07" and dict(b.dev.answers)[0x03] == b"\x07"
+        assert (b.dev.rx2_dr, b.dev.rx1_dr_offset) == (3, 1)
+        # no downlink came: the next uplink, after another cut, repeats the sticky answer only
+        b.rtc = b""
+        m = b.wake()
+        b.dev.answers.clear()
+        m.send(2, b"c")
+        assert [c for c, _ in b.dev.answers] == [0x05], lose
+        fcnts = [struct.unpack_from("<H", t.data, 6)[0] for t in b.ups()[1:]]
+        assert fcnts == sorted(set(fcnts)), (lose, fcnts)  # no FCnt reused after the reset
+        assert b.ns.rejected == [], lose
+        assert b.store.writes - writes <= 3 + 2  # "ao" after the answers went out; "fu"/"ss" after the resets
+
+
+def test_a_downlink_that_asks_nothing_clears_what_flash_owed_and_a_new_join_voids_it():
+    b = _joined(Board())
+    m, _ = _asked(b)
+    m.send(2, b"b")  # answers go out; the server's downlink clears the sticky one
+    assert b.store.get_blob("ao") == b"\xff\x00\xff\x00"
+    b.sleep(m)
+    b.ns.queue_mac(DEV_EUI, NS.dev_status_req())
+    m = b.wake()
+    m.send(2, b"c")
+    assert b.store.get_blob("ao")[4] == 0x06
+    writes = b.store.writes
+    b.rtc = b""
+    m = b.wake()
+    m.join()  # a new session: nothing is owed to the old one
+    assert b.store.get_blob("ao") == b"\xff\x00\xff\x00"
+    b.dev.answers.clear()
+    m.send(2, b"d")
+    assert b.dev.answers == [] and b.store.writes > writes
+
+
 def test_duty_cycle_ledger_survives_deep_sleep():
     b = _joined(Board())
     sent = 0

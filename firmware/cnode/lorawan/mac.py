@@ -137,6 +137,13 @@ class Mac:
         self._fcnt_res = self.fcnt_up
         self.fcnt_down = self.store.get_int("fd", 0)
         self.joined = True
+        a = self.store.get_blob("ao")  # answers owed when the power went (RTC memory has newer ones after a sleep)
+        if a is not None and len(a) >= 4:
+            self.sticky_rxparam, stim, self.sticky_dlch, ackn = struct.unpack_from("<bBbB", a, 0)
+            self.sticky_rxtiming = bool(stim)
+            self._ack_next = bool(ackn)
+            self._nans = min(len(a) - 4, len(self._ans))
+            self._ans[:self._nans] = a[4:4 + self._nans]
 
     def _save(self):
         n = struct.calcsize(_SESSION_FMT)
@@ -155,8 +162,9 @@ class Mac:
         """The RAM state LoRaWAN needs across deep sleep, as bytes for RTC memory (at most 64 + 5 per minute
         of the last hour with airtime, per sub-band): ADR_ACK_CNT, answers owed (sticky and one-shot), the
         duty-cycle ledger, the join back-off and trials, FCntUp (so no count is skipped on wake), the time
-        sync schedule. Times are stored relative to the wake, `sleep_ms` from now."""
-        wake = self.now_ms() + sleep_ms
+        sync schedule. Times are stored relative to the wake, `sleep_ms` from now. A negative `sleep_ms`
+        packs the state before an uplink, for a reset during it: FCntUp is then left to the store's bound."""
+        wake = self.now_ms() + (sleep_ms if sleep_ms > 0 else 0)
         d = self.duty
         first = wake // 60000 - 60  # ledger buckets that still count at the wake (DutyCycle's sliding hour)
         led = []
@@ -171,7 +179,7 @@ class Mac:
         joined = self.joined
         none = -0x7FFFFFFF
         struct.pack_into(_RTC_FMT, out, 0, _RTC_MAGIC, self.devaddr if joined else 0, wake,
-                         self.fcnt_up if joined else 0, self.adr_ack_cnt, self.join_attempts,
+                         self.fcnt_up if joined and sleep_ms >= 0 else 0xFFFFFFFF, self.adr_ack_cnt, self.join_attempts,
                          self._join_next - wake if self._join_next else 0,
                          self._join_first - wake if self._join_first >= 0 else none,
                          self._agg_next - wake if self._agg_next else 0,
@@ -230,13 +238,15 @@ class Mac:
         self.adr_ack_cnt = cnt
         self._agg_next = wake + agg if agg else 0
         self.due = wake + due * 1000 if due != none else 0
-        self.sticky_rxparam = srx
-        self.sticky_rxtiming = bool(stim)
-        self.sticky_dlch = sdl
         self._link_check = bool(lc)
-        self._ack_next = bool(ackn)
-        self._ans[:nans] = data[n:n + nans]
-        self._nans = nans
+        a = self.store.get_blob("ao")
+        if a is None or a == b"\xff\x00\xff\x00":  # else a reset came between a downlink and this sleep's
+            self.sticky_rxparam = srx                  # pack: the flash copy (_load) is the newer
+            self.sticky_rxtiming = bool(stim)
+            self.sticky_dlch = sdl
+            self._ack_next = bool(ackn)
+            self._ans[:nans] = data[n:n + nans]
+            self._nans = nans
         return size
 
     def _keys(self, nwk, app):
@@ -517,6 +527,8 @@ class Mac:
         self.store.set_int("jn", jn)
         self.store.set_int("fu", 0)
         self.store.set_int("fd", 0)
+        if self.store.get_blob("ao") is not None:  # answers owed to the last session are void
+            self.store.set_blob("ao", b"\xff\x00\xff\x00")
         self._save()
         self.joined = True
 
@@ -576,6 +588,10 @@ class Mac:
         self._nans = 0  # one-shot answers go out once; sticky ones stay until a downlink arrives
         self._link_check = False
         self._ack_next = False
+        a = self.store.get_blob("ao")
+        if a is not None and (len(a) > 4 or a[3]):  # flash keeps only what is still owed: the sticky ones
+            self.store.set_blob("ao", a[:3] + b"\x00")
+            self.store.commit()
         self.adr_ack_cnt = c + 1
         self.downlink = None
         self.acked = False
@@ -670,6 +686,15 @@ class Mac:
             else:
                 crypto.crypt(self._app, 1, self.devaddr, cand, b, 0, len(b))
                 self.downlink = (port, bytes(b))
+        # what this downlink leaves owed must reach the next uplink even across a power cut (RTC memory keeps
+        # it across deep sleep only): to flash, once per downlink that asks something, 4 B + the answers
+        a = bytearray(4 + self._nans)
+        struct.pack_into("<bBbB", a, 0, self.sticky_rxparam, 1 if self.sticky_rxtiming else 0, self.sticky_dlch,
+                         1 if self._ack_next else 0)
+        a[4:] = self._ans[:self._nans]
+        if a != self.store.get_blob("ao") and not (a == b"\xff\x00\xff\x00" and self.store.get_blob("ao") is None):
+            self.store.set_blob("ao", a)
+            self.store.commit()
         return port
 
 

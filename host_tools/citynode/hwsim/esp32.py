@@ -12,7 +12,8 @@ WAKEUP_ANY_HIGH = True
 HEAP_DATA = 4
 HEAP_EXEC = 1
 
-_state = {"ext0": None, "ext1": (), "ext1_level": False, "touch": False, "ulp": False, "hold": False}
+_state = {"hold": False}
+_wake = _m._wake  # the RTC's wake configuration, shared with machine.Pin.irq(wake=)
 
 
 def install(chip="esp32"):
@@ -34,7 +35,8 @@ def uninstall():
 
 
 def reset():
-    _state.update(ext0=None, ext1=(), ext1_level=False, touch=False, ulp=False, hold=False)
+    _state["hold"] = False
+    _m.reset_wake()
 
 
 def _rtc_pin(p):
@@ -45,40 +47,33 @@ def _rtc_pin(p):
 
 
 def wake_on_ext0(*args, **kw):
-    """wake_on_ext0(pin=<current>, level=<current>): pin None clears."""
-    _m._positional(args, 2)
-    pin = args[0] if args else kw.pop("pin", _state["ext0"])
-    level = args[1] if len(args) > 1 else kw.pop("level", None)
-    _m._no_extra(kw)
-    if pin is not None:
-        if _state["touch"]:
-            raise ValueError("no resources")
-        _state["ext0"] = (_rtc_pin(pin), level)
-    else:
-        _state["ext0"] = None
+    """wake_on_ext0(pin=<current>, level=<current>): pin None clears; for light and deep sleep."""
+    pin, level = _m._args(args, kw, ("pin", "level"), (_wake["ext0"], _wake["ext0_level"]))
+    if _wake["touch"]:
+        raise ValueError("no resources")
+    _wake["ext0"] = None if pin is None else _rtc_pin(pin)
+    _wake["ext0_level"] = 1 if level else 0
+    _wake["ext0_types"] = _m.SLEEP | _m.DEEPSLEEP
 
 
 def wake_on_ext1(*args, **kw):
     """wake_on_ext1(pins=None, level=<current>): None keeps the current pins, [] clears them."""
-    _m._positional(args, 2)
-    pins = args[0] if args else kw.pop("pins", None)
-    level = args[1] if len(args) > 1 else kw.pop("level", _state["ext1_level"])
-    _m._no_extra(kw)
+    pins, level = _m._args(args, kw, ("pins", "level"), (None, _wake["ext1_level"]))
     if pins is not None:
-        _state["ext1"] = tuple(_rtc_pin(p) for p in pins)
-    _state["ext1_level"] = bool(level)
+        _wake["ext1"] = tuple(_rtc_pin(p) for p in pins)
+    _wake["ext1_level"] = bool(level)
 
 
 def wake_on_touch(b):
-    if _state["ext0"] is not None:
+    if _wake["ext0"] is not None:
         raise ValueError("no resources")
-    _state["touch"] = bool(b)
+    _wake["touch"] = bool(b)
 
 
 def wake_on_ulp(b):
-    if _state["ext0"] is not None:
+    if _wake["ext0"] is not None:
         raise ValueError("no resources")
-    _state["ulp"] = bool(b)
+    _wake["ulp"] = bool(b)
 
 
 def _gpio_deep_sleep_hold(b):
