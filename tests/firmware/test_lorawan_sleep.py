@@ -119,7 +119,7 @@ def _answers_in(frame):
 
 def test_answers_owed_survive_a_power_cut_and_a_reset_before_the_sleep():
     """RTC memory is lost in a power cut, and a watchdog reset can come before pack(): the answers a downlink
-    asked for are in flash ("ao"), so the first uplink after either carries them, the one after only the sticky
+    asked for are in flash ("_ans"), so the first uplink after either carries them, the one after only the sticky
     RXParamSetupAns, and the flash is written once per asking downlink and once after the answers went out."""
     for lose in ("power cut", "reset before the sleep"):
         b = _joined(Board())
@@ -143,24 +143,24 @@ def test_answers_owed_survive_a_power_cut_and_a_reset_before_the_sleep():
         fcnts = [struct.unpack_from("<H", t.data, 6)[0] for t in b.ups()[1:]]
         assert fcnts == sorted(set(fcnts)), (lose, fcnts)  # no FCnt reused after the reset
         assert b.ns.rejected == [], lose
-        assert b.store.writes - writes <= 3 + 2  # "ao" after the answers went out; "fu"/"ss" after the resets
+        assert b.store.writes - writes <= 3 + 2  # "_ans" after the answers went out; "fu"/"ss" after the resets
 
 
 def test_a_downlink_that_asks_nothing_clears_what_flash_owed_and_a_new_join_voids_it():
     b = _joined(Board())
     m, _ = _asked(b)
     m.send(2, b"b")  # answers go out; the server's downlink clears the sticky one
-    assert b.store.get_blob("ao") == b"\xff\x00\xff\x00"
+    assert b.store.get_blob("_ans") == b"\xff\x00\xff\x00"
     b.sleep(m)
     b.ns.queue_mac(DEV_EUI, NS.dev_status_req())
     m = b.wake()
     m.send(2, b"c")
-    assert b.store.get_blob("ao")[4] == 0x06
+    assert b.store.get_blob("_ans")[4] == 0x06
     writes = b.store.writes
     b.rtc = b""
     m = b.wake()
     m.join()  # a new session: nothing is owed to the old one
-    assert b.store.get_blob("ao") == b"\xff\x00\xff\x00"
+    assert b.store.get_blob("_ans") == b"\xff\x00\xff\x00"
     b.dev.answers.clear()
     m.send(2, b"d")
     assert b.dev.answers == [] and b.store.writes > writes

@@ -137,11 +137,12 @@ class Mac:
         self._fcnt_res = self.fcnt_up
         self.fcnt_down = self.store.get_int("fd", 0)
         self.joined = True
-        a = self.store.get_blob("ao")  # answers owed when the power went (RTC memory has newer ones after a sleep)
+        a = self.store.get_blob("_ans")  # answers owed when the power went (RTC memory has newer ones after a sleep)
         if a is not None and len(a) >= 4:
-            self.sticky_rxparam, stim, self.sticky_dlch, ackn = struct.unpack_from("<bBbB", a, 0)
-            self.sticky_rxtiming = bool(stim)
-            self._ack_next = bool(ackn)
+            self.sticky_rxparam = a[0] if a[0] < 128 else -1
+            self.sticky_rxtiming = bool(a[1])
+            self.sticky_dlch = a[2] if a[2] < 128 else -1
+            self._ack_next = bool(a[3])
             self._nans = min(len(a) - 4, len(self._ans))
             self._ans[:self._nans] = a[4:4 + self._nans]
 
@@ -239,8 +240,8 @@ class Mac:
         self._agg_next = wake + agg if agg else 0
         self.due = wake + due * 1000 if due != none else 0
         self._link_check = bool(lc)
-        a = self.store.get_blob("ao")
-        if a is None or a == b"\xff\x00\xff\x00":  # else a reset came between a downlink and this sleep's
+        a = self.store.get_blob("_ans")
+        if a is None or len(a) == 4 and a[0] == 255 and a[2] == 255 and not a[1] | a[3]:  # else a reset came between a downlink and this sleep's
             self.sticky_rxparam = srx                  # pack: the flash copy (_load) is the newer
             self.sticky_rxtiming = bool(stim)
             self.sticky_dlch = sdl
@@ -527,8 +528,8 @@ class Mac:
         self.store.set_int("jn", jn)
         self.store.set_int("fu", 0)
         self.store.set_int("fd", 0)
-        if self.store.get_blob("ao") is not None:  # answers owed to the last session are void
-            self.store.set_blob("ao", b"\xff\x00\xff\x00")
+        if self.store.get_blob("_ans") is not None:  # answers owed to the last session are void
+            self.store.set_blob("_ans", bytes((255, 0, 255, 0)))
         self._save()
         self.joined = True
 
@@ -588,9 +589,11 @@ class Mac:
         self._nans = 0  # one-shot answers go out once; sticky ones stay until a downlink arrives
         self._link_check = False
         self._ack_next = False
-        a = self.store.get_blob("ao")
+        a = self.store.get_blob("_ans")
         if a is not None and (len(a) > 4 or a[3]):  # flash keeps only what is still owed: the sticky ones
-            self.store.set_blob("ao", a[:3] + b"\x00")
+            a = bytearray(a[:4])
+            a[3] = 0
+            self.store.set_blob("_ans", a)
             self.store.commit()
         self.adr_ack_cnt = c + 1
         self.downlink = None
@@ -689,11 +692,15 @@ class Mac:
         # what this downlink leaves owed must reach the next uplink even across a power cut (RTC memory keeps
         # it across deep sleep only): to flash, once per downlink that asks something, 4 B + the answers
         a = bytearray(4 + self._nans)
-        struct.pack_into("<bBbB", a, 0, self.sticky_rxparam, 1 if self.sticky_rxtiming else 0, self.sticky_dlch,
-                         1 if self._ack_next else 0)
+        a[0] = self.sticky_rxparam & 0xFF
+        a[1] = 1 if self.sticky_rxtiming else 0
+        a[2] = self.sticky_dlch & 0xFF
+        a[3] = 1 if self._ack_next else 0
         a[4:] = self._ans[:self._nans]
-        if a != self.store.get_blob("ao") and not (a == b"\xff\x00\xff\x00" and self.store.get_blob("ao") is None):
-            self.store.set_blob("ao", a)
+        b = self.store.get_blob("_ans")
+        if (b is None or bytes(a) != b) and (b is not None or len(a) > 4 or a[1] or a[3] or a[0] != 255
+                                            or a[2] != 255):
+            self.store.set_blob("_ans", a)
             self.store.commit()
         return port
 
