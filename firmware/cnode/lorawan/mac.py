@@ -240,9 +240,11 @@ class Mac:
         self._agg_next = wake + agg if agg else 0
         self.due = wake + due * 1000 if due != none else 0
         self._link_check = bool(lc)
-        a = self.store.get_blob("_ans")
-        if a is None or len(a) == 4 and a[0] == 255 and a[2] == 255 and not a[1] | a[3]:  # else a reset came between a downlink and this sleep's
-            self.sticky_rxparam = srx                  # pack: the flash copy (_load) is the newer
+        # _load took the answers owed from flash; if it found any, a reset came between their downlink and this
+        # sleep's pack, so the flash copy is the newer one
+        if not (self._nans or self._ack_next or self.sticky_rxtiming or self.sticky_rxparam >= 0
+                or self.sticky_dlch >= 0):
+            self.sticky_rxparam = srx
             self.sticky_rxtiming = bool(stim)
             self.sticky_dlch = sdl
             self._ack_next = bool(ackn)
@@ -586,15 +588,15 @@ class Mac:
             crypto.crypt(self._app, 0, self.devaddr, fcnt, buf, p + 1, p + 1 + n)
             p += 1 + n
         struct.pack_into("<I", buf, p, crypto.mic(self._nwk, 0, self.devaddr, fcnt, buf, p))
-        self._nans = 0  # one-shot answers go out once; sticky ones stay until a downlink arrives
-        self._link_check = False
-        self._ack_next = False
-        a = self.store.get_blob("_ans")
-        if a is not None and (len(a) > 4 or a[3]):  # flash keeps only what is still owed: the sticky ones
+        a = self.store.get_blob("_ans") if self._nans or self._ack_next else None  # in flash too (parse_downlink)
+        if a is not None:  # going out now: flash keeps only what is still owed, the sticky ones
             a = bytearray(a[:4])
             a[3] = 0
             self.store.set_blob("_ans", a)
             self.store.commit()
+        self._nans = 0  # one-shot answers go out once; sticky ones stay until a downlink arrives
+        self._link_check = False
+        self._ack_next = False
         self.adr_ack_cnt = c + 1
         self.downlink = None
         self.acked = False
