@@ -151,6 +151,9 @@ class Hardware:
         if name in _I2C_DRIVERS:
             bus = self.i2c()
             addr = _num(s.get("address", getattr(mod, "ADDR", 0)))
+            mode = s.get("mode")  # a driver's operating mode (scd4x: "single_shot" on an SCD41)
+            if mode is not None:
+                return lambda: cls(bus, clock, addr, mode=mode)
             return lambda: cls(bus, clock, addr)
         if name in _UART_DRIVERS:
             uart = self.uart(s.get("uart", 1), _UART_BAUD[name])

@@ -12,6 +12,7 @@ from .errors import CitynodeError
 MODULES = (
     "citynode.cmd_payload",  # channels, encode, decode
     "citynode.cmd_simulate",  # simulate
+    "citynode.cmd_budget",  # budget
     "citynode.cmd_flash",  # flash, boards, monitor
     "citynode.cmd_provision",  # provision, registry, label
     "citynode.cmd_codec",  # codec

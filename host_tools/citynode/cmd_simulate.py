@@ -38,6 +38,8 @@ def register(sub) -> None:
                    "of the chip's twin under its driver (the firmware's own heap, without the twin and the double)")
     p.add_argument("--mip-index", metavar="URL|DIR", help="where the radio drivers come from (micropython-lib's mip "
                    "index, or an offline copy; default the public index, then the local cache)")
+    p.add_argument("--battery", type=float, metavar="MAH", help="each node's cell in mAh, for battery_days in the "
+                   "report and the battery channel's discharge (default: the board's cell; 3400 for the virtual board)")
     p.add_argument("--out", help="write the samples the network decoded (JSON lines)")
     p.add_argument("--frames", help="write every LoRaWAN PHY frame with its keys (JSON lines)")
     p.add_argument("--report", help="write the report (JSON)")
@@ -130,6 +132,10 @@ def cmd_simulate(args) -> int:
     cfg = SimConfig(nodes=args.nodes, days=args.days, seed=args.seed, interval_s=args.interval, loss=args.loss,
                     power_cuts=args.power_cuts, hangs=args.hangs, deep_sleep=args.deep_sleep,
                     confirmed=args.confirmed)
+    if args.battery is not None:
+        if args.battery <= 0:
+            raise CitynodeError("--battery must be a positive number of mAh")
+        cfg.battery_mah = args.battery
     if args.replay:
         cfg.start_unix, cfg.env_series, cfg.pm_series, cfg.counter = replay_series(args.replay)
     if cfg.deep_sleep and cfg.counter is not None:  # as cnode.runner.sleep_deep decides on a board
@@ -207,6 +213,15 @@ def print_summary(report: dict, out) -> None:
               f"({t['samples_time_wrong']} off by more than 1 s; clocks set {t['clock_sets']} times); network MAC requests answered in the next uplink "
               f"{t['mac_answered']} of {t['mac_answered'] + t['mac_unanswered']}; watchdog resets {t['wdt_resets']}"
               + (f" ({t['hangs_injected']} hangs injected)" if "hangs_injected" in t else "") + "\n")
+    shares = {}
+    for n in report["nodes"]:
+        for k, v in n.get("energy_shares", {}).items():
+            shares[k] = shares.get(k, 0.0) + v / len(report["nodes"])
+    if shares:
+        out.write(f"energy: up to {t['mah_per_day']:.2f} mAh/day per node ("
+                  + ", ".join(f"{k} {100 * v:.0f} %" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]))
+                  + f"); the hungriest node's battery lasts {t['battery_days']:g} days; "
+                  f"lowest cell voltage {t['battery_mv']} mV\n")
     if t["samples_lost"]:
         out.write(f"of the {t['samples_lost']} samples lost, {t['samples_lost_on_air']} went only in frames that "
                   f"collided or were lost on air (unconfirmed uplinks); {t['samples_lost'] - t['samples_lost_on_air']}"

@@ -16,7 +16,7 @@ HOST_DIR = Path(__file__).resolve().parent.parent
 MP_DIR = Path(__file__).resolve().parent / "mp"
 # the host modules a node process loads when its radio chip runs as a twin (citynode/mp/node_main.py): compiled
 # beside the firmware as the package citynode.hwsim, whose folder then holds every submodule the node imports
-NODE_HWSIM = ("__init__", "machine", "airframe", "lora_lib", "twin_sx127x", "twin_sx126x")
+NODE_HWSIM = ("__init__", "machine", "airframe", "lora_lib", "twin_sx127x", "twin_sx126x", "power")
 
 
 def micropython_exe() -> str:

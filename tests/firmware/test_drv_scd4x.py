@@ -5,7 +5,7 @@ from cnode.drivers.errors import CRCError, SensorAbsent, SensorStuck, SensorTime
 from citynode.hwsim import machine
 from citynode.hwsim.clock import VirtualClock
 from citynode.hwsim.twin_sensirion import SCD4xTwin, crc8
-from fwtest import raises
+from fwtest import load_json, raises
 
 
 def _setup(noise=0, **kw):
@@ -125,3 +125,106 @@ def test_stuck_value_then_recovery():
     clock.advance_ms(600000)
     drv.read()
     assert _close(drv, twin)
+
+
+class _Timed(SCD4xTwin):
+    """The twin with the clock time of every write transfer (acknowledged or not)."""
+
+    def __init__(self, clock, **kw):
+        SCD4xTwin.__init__(self, clock, **kw)
+        self.log = []
+
+    def write(self, data):
+        self.log.append((self.clock.monotonic_ms(), bytes(data)))
+        SCD4xTwin.write(self, data)
+
+
+def _shot_setup(asleep=True):
+    clock = VirtualClock()
+    i2c = machine.I2C(0)
+    twin = i2c.attach(0x62, _Timed(clock, noise=0))
+    twin.asleep = asleep  # powered down, as the driver leaves it between readings
+    drv = scd4x.SCD4x(i2c, clock, th=True, mode="single_shot")
+    return clock, i2c, twin, drv
+
+
+def _shot_wire(t0):
+    # DS 3.10: wake_up (never acknowledged; 30 ms), measure_single_shot to discard (DS 3.10.4) and one to keep
+    # (5000 ms each), get_data_ready_status (1 ms), read_measurement (1 ms), power_down (1 ms)
+    return [(t0, b"\x36\xf6"), (t0 + 30, b"\x21\x9d"), (t0 + 5030, b"\x21\x9d"), (t0 + 10030, b"\xe4\xb8"),
+            (t0 + 10031, b"\xec\x05"), (t0 + 10032, b"\x36\xe0")]
+
+
+def test_single_shot_wire_bytes_and_times():
+    clock, i2c, twin, drv = _shot_setup()
+    drv.read()
+    assert twin.log == _shot_wire(0)
+    assert clock.monotonic_ms() == 10033
+    assert _close(drv, twin) and drv.raw == list(twin.words)
+    assert twin.asleep and not twin.periodic and twin.results == 2  # the discarded shot and the kept one
+    clock.advance_ms(300000 - 10033)  # the next reading 5 minutes later: the same sequence
+    twin.log = []
+    drv.read()
+    assert twin.log == _shot_wire(300000)
+    assert _close(drv, twin) and twin.asleep and twin.results == 4
+
+
+def test_single_shot_tolerates_the_unacknowledged_wake_up():
+    clock, i2c, twin, drv = _shot_setup()
+    raises(OSError, i2c.writeto, 0x62, b"\x36\xf6")  # the twin NACKs wake_up, as the sensor does (DS 3.10.4)
+    twin.asleep = True
+    twin.idle_from_us = 0
+    twin.log = []
+    drv.read()  # from sleep: wake_up NACKed
+    assert twin.log == _shot_wire(0) and _close(drv, twin)
+    clock2, i2c2, twin2, drv2 = _shot_setup(asleep=False)
+    drv2.read()  # idle after power-on: wake_up NACKed all the same
+    assert twin2.log == _shot_wire(0) and _close(drv2, twin2) and twin2.asleep
+
+
+def test_single_shot_without_a_result_times_out_and_still_powers_down():
+    clock, i2c, twin, drv = _shot_setup()
+    twin.fault("never_ready", 2)  # neither shot gives a result
+    e = raises(SensorTimeout, drv.read)
+    assert "5500" in str(e)
+    assert 15530 <= clock.monotonic_ms() <= 15700  # 30 ms + 2 x 5 s of shots, then the 5.5 s bound
+    assert twin.log[-1][1] == b"\x36\xe0" and twin.asleep  # powered down all the same
+    assert b"\xec\x05" not in [w for t, w in twin.log]  # nothing to read
+    twin.clear_faults()
+    drv.read()
+    assert _close(drv, twin) and twin.asleep
+
+
+def test_single_shot_on_a_missing_sensor_is_absent():
+    clock = VirtualClock()
+    i2c = machine.I2C(0)
+    drv = scd4x.SCD4x(i2c, clock, mode="single_shot")
+    raises(SensorAbsent, drv.read)  # the wake_up NACK is expected; measure_single_shot's is not
+
+
+def test_single_shot_is_refused_during_periodic_measurement():
+    # measure_single_shot and power_down are idle-mode commands (DS Table 9: not during measurement)
+    clock, i2c, twin, drv = _setup()
+    drv.read()  # periodic mode
+    shot = scd4x.SCD4x(i2c, clock, mode="single_shot")
+    raises(SensorAbsent, shot.read)
+    assert twin.periodic and not twin.asleep
+
+
+def test_mode_is_checked():
+    clock = VirtualClock()
+    raises(ValueError, scd4x.SCD4x, machine.I2C(0), clock, mode="sleepy")
+
+
+def test_board_file_mode_reaches_the_driver():
+    from cnode.board import Hardware
+    board = load_json("boards/heltec-wifi-lora-32-v3.json")
+    clock = VirtualClock()
+    machine.use(clock, board["chip"])
+    hw = Hardware(board, machine)
+    twin = hw.i2c().attach(0x62, SCD4xTwin(clock, noise=0))
+    twin.asleep = True
+    drv = [s.driver for s in hw.slots(clock) if type(s.driver).__name__ == "SCD4x"][0]
+    drv.read()
+    assert twin.writes[0] == b"\x36\xf6" and twin.writes[-1] == b"\x36\xe0" and twin.asleep
+    assert abs(drv.values[0] - twin.target["co2"]) <= 1

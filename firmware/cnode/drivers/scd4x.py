@@ -1,14 +1,18 @@
-# Sensirion SCD4x CO2 (I2C 0x62) in periodic mode: CO2 ppm (+ optional T/RH), CRC-checked, bounded waits.
+# Sensirion SCD4x CO2 (I2C 0x62), periodic or (SCD41) single shot: CO2 ppm (+ optional T/RH), CRC-checked,
+# bounded waits.
 #
 # Datasheet: Sensirion SCD4x v1.4. Commands 3.5-3.9 (Table 9): start_periodic_measurement 0x21B1 (a new
 # result every 5 s, the first one 5 s after the start), read_measurement 0xEC05 (1 ms; words CO2 ppm,
 # T, RH), stop_periodic_measurement 0x3F86 (500 ms), get_data_ready_status 0xE4B8 (1 ms; not ready
 # when the low 11 bits of the word are 0), set_ambient_pressure 0xE000 (1 ms; argument in hPa),
-# get_serial_number 0x3682 (1 ms, idle only). Conversion 3.6: T = -45 + 175 * w / 2**16 degC,
-# RH = 100 * w / 2**16 %RH (as in Sensirion's embedded-i2c-scd4x: (21875 * w) >> 13 milli-degC).
+# get_serial_number 0x3682 (1 ms, idle only). Low power single shot, SCD41 only (3.10): measure_single_shot
+# 0x219D (5000 ms), power_down 0x36E0 (1 ms, from idle), wake_up 0x36F6 (never acknowledged; 20 ms in DS v1.3
+# Table 31, 30 ms as Sensirion's embedded-i2c-scd4x waits); "the first reading obtained using
+# measure_single_shot after waking up the sensor should be discarded" (3.10.4). Conversion 3.6:
+# T = -45 + 175 * w / 2**16 degC, RH = 100 * w / 2**16 %RH (as embedded-i2c-scd4x: (21875 * w) >> 13 mdegC).
 from micropython import const
 
-from cnode.drivers.errors import SensorStuck, SensorTimeout
+from cnode.drivers.errors import SensorAbsent, SensorStuck, SensorTimeout
 from cnode.drivers.sensirion import SensirionDevice, same_bytes
 
 ADDR = const(0x62)
@@ -23,6 +27,11 @@ _STOP_MS = const(500)
 PERIOD_MS = const(5000)
 _READY_BOUND_MS = const(5500)  # one period plus 10 %
 _POLL_MS = const(100)
+_CMD_SINGLE_SHOT = const(0x219D)
+_CMD_POWER_DOWN = const(0x36E0)
+_CMD_WAKE_UP = const(0x36F6)
+_SHOT_MS = const(5000)
+_WAKE_MS = const(30)
 
 
 def temperature_centi(w):
@@ -39,14 +48,20 @@ def humidity_deci(w):
 class SCD4x(SensirionDevice):
     """channels ("co2",) or, with th=True, ("co2", "temperature", "humidity"); raw = the three words.
 
-    read() starts periodic measurement if needed, waits for the first result (5 s after the start),
-    then polls get_data_ready_status every 100 ms for at most 5.5 s before raising SensorTimeout.
+    mode "periodic": read() starts periodic measurement if needed (the sensor then draws its measuring
+    current for good), waits for the first result (5 s after the start), then polls get_data_ready_status
+    every 100 ms for at most 5.5 s before raising SensorTimeout.
+    mode "single_shot" (SCD41 only; board file "mode": "single_shot"): every read() sends wake_up, one
+    measure_single_shot to discard and one to keep (5 s each), reads the result as above and sends
+    power_down, also when the read failed: the sensor sleeps between readings. Blocks for about 10.1 s.
     """
 
     NAME = "SCD4x"
 
-    def __init__(self, i2c, clock, addr=ADDR, th=False, stuck_reads=20):
+    def __init__(self, i2c, clock, addr=ADDR, th=False, stuck_reads=20, mode="periodic"):
         SensirionDevice.__init__(self, i2c, clock, addr)
+        if mode != "periodic" and mode != "single_shot":
+            raise ValueError("SCD4x: mode %r" % (mode,))
         self.channels = ("co2", "temperature", "humidity") if th else ("co2",)
         self.values = [None] * len(self.channels)  # type: list
         self._th = th
@@ -58,6 +73,7 @@ class SCD4x(SensirionDevice):
         self._last = bytearray(9)
         self._same = 0
         self._stuck_n = stuck_reads
+        self._shot = mode == "single_shot"
 
     def start(self):
         self.write_cmd(_CMD_START_PERIODIC)
@@ -85,12 +101,36 @@ class SCD4x(SensirionDevice):
         return (self.words[0] & 0x07FF) != 0
 
     def read(self):
+        if self._shot:
+            self._single_shot()
+            return
         clock = self._clock
         if not self.running:
             self.start()
         wait = PERIOD_MS - clock.ticks_diff(clock.ticks_ms(), self._t_start)
         if wait > 0:
             clock.sleep_ms(wait)
+        self._result()
+
+    def _single_shot(self):
+        clock = self._clock
+        try:
+            self.write_cmd(_CMD_WAKE_UP)
+        except SensorAbsent:
+            pass  # never acknowledged (DS 3.10.4); a sensor that is gone fails on the next command
+        clock.sleep_ms(_WAKE_MS)
+        self.write_cmd(_CMD_SINGLE_SHOT)  # the first shot after a wake-up: discarded, never read
+        clock.sleep_ms(_SHOT_MS)
+        self.write_cmd(_CMD_SINGLE_SHOT)
+        clock.sleep_ms(_SHOT_MS)
+        try:
+            self._result()
+        finally:
+            self.write_cmd(_CMD_POWER_DOWN)
+            clock.sleep_ms(_CMD_MS)
+
+    def _result(self):
+        clock = self._clock
         t0 = clock.ticks_ms()
         while not self.data_ready():
             if clock.ticks_diff(clock.ticks_ms(), t0) >= _READY_BOUND_MS:

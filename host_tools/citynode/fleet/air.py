@@ -101,7 +101,9 @@ class FleetModem(SimModem):
         c = self.clock
         tx = self._transmission(packet, tx_at_ms)
         self.air.start(tx)
+        self._power("tx", "%s:%s" % (self.pa, self.cfg["output_power"]))
         c.sleep_us(tx.end_us - tx.start_us)
+        self._power("standby")
         self.sent += 1
         if not tx.iq_inverted:
             self.air.judge(tx)

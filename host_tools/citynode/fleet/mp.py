@@ -11,13 +11,15 @@ import subprocess
 import tempfile
 import time
 
+from ..energy import model
 from ..hwsim import machine as hw
 from ..hwsim.radio import Tx
 from ..runtime import HOST_DIR, compiled_firmware, micropython_exe
-from .air import FleetModem
 from .sim import SimConfig, Simulation
 from .world import NodeWorld
 
+
+_WARMUP_MIN_US = 10_000_000  # a wait this long right after waking the PM sensor is its warm-up, not a bus wait
 
 # The node's requests by number (host_tools/citynode/mp/node_main.py sends the index, so that the node interns
 # no strings for them): name, then the arguments as the node sends them.
@@ -47,7 +49,7 @@ class MpNode:
         self.sim = sim
         self.heap = heap
         self.folder = folder
-        self.modem = FleetModem(sim.air, sim.clock, world.name)
+        self.modem = world.radio()  # the API-level modem, metered (the world's meter)
         self.cut = False
         self.heap_peak = 0
         self.requests = 0
@@ -60,6 +62,7 @@ class MpNode:
         self.hang_at: list = []  # virtual us at which the node hangs (injected): the watchdog must bite
         self.edges: list = []  # rising edges on the counter pin (virtual us) not yet told to the node
         self.txs: dict = {}  # the radio twin's transmissions in progress, by the id the node holds
+        self.warming = False  # the node just woke its PM sensor: its next wait is the warm-up
         if sim.board is not None:  # the node's flash holds its board file, as on a board (/board.json)
             with open(os.path.join(folder, "board.json"), "w") as f:
                 json.dump(sim.board, f)
@@ -76,6 +79,8 @@ class MpNode:
         while True:
             w.boots += 1
             self.deep_sleep_ms = None
+            w.meter.set("cpu", "idle")
+            w.meter.extra("cpu", "boot", int((model.state_ms(w.cpu_part, "boot") or 0) * 1000))
             proc = subprocess.Popen(
                 [micropython_exe(), "-X", f"heapsize={self.heap}", "-c", "import cn_node_main"],
                 cwd=self.folder, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -99,6 +104,7 @@ class MpNode:
             w.power_cuts += 1
             w.rtc_mem = b""
             reason = 1
+            w.meter.set("cpu", "off")
             c.sleep_ms(w.rng.uniform(500, 5000))
             w.power_on()
 
@@ -142,11 +148,19 @@ class MpNode:
         try:
             if op == "S":
                 us = int(a[1])
+                nap = self.warming and us >= _WARMUP_MIN_US
+                if nap:
+                    self.warming = False
+                if nap:  # the sensors' warm-up: on a board cnode.runner.Napping spends it in light sleep
+                    self.modem.sleep()
+                    w.meter.set("cpu", "light_sleep")
                 if self.wdt_ms and c.task.now + us > self.wdt_due:  # sleep_ms never feeds the watchdog
                     c.sleep_us(max(0, self.wdt_due - c.task.now))
                     self.wdt_bit = True  # the chip resets: the process ends without an answer
                     return ""
                 c.sleep_us(us)
+                if nap:
+                    w.meter.set("cpu", "idle")
                 return ""
             if op == "W":
                 self.wdt_ms = int(a[1])
@@ -161,7 +175,12 @@ class MpNode:
                 w.i2c.writeto_mem(int(a[1]), int(a[2]), bytes.fromhex(a[4] if len(a) > 4 else ""), addrsize=int(a[3]))
                 return "OK"
             if op == "UW":
+                was = w.sds_twin.power_state
                 w.uart.write(bytes.fromhex(a[1]))
+                # the node program shares the node's 128K heap, so it waits its warm-up in sleep_ms as Node asks;
+                # the wait after the command that woke the PM sensor is the warm-up (a deep-sleeping node naps it)
+                self.warming = self.warming or (w.deep_sleep and w.counter is None and was == "sleep"
+                                                and w.sds_twin.power_state == "work")
                 return "OK"
             if op == "UA":
                 return str(w.uart.any())
@@ -189,9 +208,12 @@ class MpNode:
                     tx.power = int(tx.power)
                 self.sim.air.start(tx)
                 self.txs[id(tx)] = tx
+                # the chip's twin runs in the node's process: its TX is metered from what it radiates
+                self.modem._power("tx", "%s:%s" % (self.modem.pa, a[7] if a[7] != "-" else 14))
                 return str(id(tx))
             if op == "RE":
                 self.sim.air.end(self.txs.pop(int(a[1])))
+                self.modem._power("standby")
                 return "OK"
             if op == "RL":
                 tx = self.sim.air.take(int(a[1]), int(a[2]), int(a[3]), int(a[4]), int(a[5]), a[6] == "1")
@@ -202,6 +224,7 @@ class MpNode:
                 w.rtc_mem = bytes.fromhex(a[1]) if len(a) > 1 else b""
                 return "OK"
             if op == "P":
+                self.warming = False  # a sample was pushed: the cycle's warm-up is over
                 w.measured.append(int(a[1]))
                 return "OK"
             if op == "H":
@@ -228,6 +251,8 @@ class MpNode:
                         f"{1 if w.deep_sleep else 0} {1 if w.confirmed else 0} "
                         f"{w.counter[0] if w.counter is not None else '-'}")
             if op == "D":  # deep sleep: the process ends; wake it as a new one after the sleep
+                self.modem.sleep()  # the radio sleeps before deep sleep (cnode.runner power_down)
+                w.meter.set("cpu", "deep_sleep")
                 self.deep_sleep_ms = int(a[1])
                 self.wdt_ms = 0  # the chip reboots: no watchdog until the next boot arms one
                 return "OK"

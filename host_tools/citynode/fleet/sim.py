@@ -43,6 +43,7 @@ class SimConfig:
     drain_s: int = 7200  # nodes run on this long so that what they measured in time can still be sent
     board: object = None  # the board file (dict) every node is: its name goes into --frames; under the MicroPython
     #                       runtime its LoRa chip runs as a register-level twin under micropython-lib's driver
+    battery_mah: object = None  # each node's cell (mAh); None: the board's cell (citynode.energy), else 3400
     radio_lib: object = None  # folder holding micropython-lib's `lora` package for the node processes (or None:
     #                           the API-level modem)
 
@@ -69,6 +70,10 @@ class NodeReport:
     time_error_max_s: float = 0.0  # largest distance of a measurement's true UTC from the second its time names
     samples_time_wrong: int = 0  # delivered samples whose time is off by more than 1 s
     clock_sets: int = 0  # DeviceTimeAns that set the node's clock
+    mah_per_day: float = 0.0  # charge drawn (citynode.energy: the twins' power states x the parts' currents)
+    battery_days: float = 0.0  # the cell's usable charge (to the cut-off voltage) at that rate
+    battery_mv: int = 0  # the cell's open-circuit voltage at the end
+    energy_shares: dict = field(default_factory=dict)  # component -> share of the charge
 
 
 @dataclass
@@ -103,13 +108,15 @@ class Simulation:
         self._last_join: dict = {}  # frequency -> device of the last join-request heard there
         self.board_name = (cfg.board or {}).get("name", "virtual")
         self.radio_kind = "api"  # the API-level modem (SimModem); "twin" when the chip's twin runs the driver
+        self.cell_mah = cfg.battery_mah if cfg.battery_mah is not None else _board_cell(cfg.board)
         for i in range(cfg.nodes):
             dev_eui = bytes.fromhex("70b3d57ed0%06x" % i)
             app_key = bytes(self.rng.getrandbits(8) for _ in range(16))
             self.ns.add_device(dev_eui, app_key)
             w = NodeWorld(i, self.clock, self.air, dev_eui, app_key, seed=cfg.seed * 1000 + i,
                           interval_s=cfg.interval_s, env_series=cfg.env_series, pm_series=cfg.pm_series,
-                          deep_sleep=cfg.deep_sleep, confirmed=cfg.confirmed, counter=cfg.counter)
+                          deep_sleep=cfg.deep_sleep, confirmed=cfg.confirmed, counter=cfg.counter, board=cfg.board,
+                          cell_mah=self.cell_mah)
             w.utc0_us = self.sched.start_s * 1_000_000
             self.worlds.append(w)
             self._by_name[w.name] = dev_eui
@@ -252,10 +259,15 @@ class Simulation:
             r.power_cuts = w.power_cuts
             r.wdt_resets = w.wdt_resets
             r.boots = w.boots
+            _energy(r, w, self.cell_mah)
             res.nodes.append(dict(vars(r)))
             for k, v in vars(r).items():
-                if isinstance(v, (int, float)) and k not in ("duty_cycle_pct_of_limit", "time_error_max_s"):
+                if isinstance(v, (int, float)) and k not in ("duty_cycle_pct_of_limit", "time_error_max_s",
+                                                             "mah_per_day", "battery_days", "battery_mv"):
                     setattr(tot, k, getattr(tot, k) + v)
+            tot.mah_per_day = max(tot.mah_per_day, r.mah_per_day)  # the fleet's hungriest node
+            tot.battery_days = min(tot.battery_days or r.battery_days, r.battery_days)
+            tot.battery_mv = min(tot.battery_mv or r.battery_mv, r.battery_mv)
             tot.duty_cycle_pct_of_limit = max(tot.duty_cycle_pct_of_limit, r.duty_cycle_pct_of_limit)
             tot.time_error_max_s = max(tot.time_error_max_s, r.time_error_max_s)
         tot_d = vars(tot)
@@ -284,6 +296,35 @@ class Simulation:
                     rec.update({"nwk_s_key": keys[0].hex(), "app_s_key": keys[1].hex()})
             lines.append(json.dumps(rec))
         return lines
+
+
+def _board_cell(board) -> float:
+    """The cell of the board every node is (citynode.energy), 3,400 mAh (one 18650) when it names none."""
+    from ..energy import model
+
+    if board is None:
+        return 3400.0
+    mah = (board.get("battery") or {}).get("cell_mah")
+    if mah is None:
+        try:
+            mah = model.board(board["name"]).get("cell", {}).get("mAh")
+        except model.ModelError:
+            mah = None
+    return float(mah or 3400.0)
+
+
+def _energy(r: NodeReport, w: NodeWorld, cell_mah: float) -> None:
+    """The node's charge per day over the whole run, its shares per component, and the days its cell lasts."""
+    from ..energy import battery
+
+    u = w.meter.usage()
+    days = w.clock.us / 86400e6
+    total = u.total_mah()
+    r.mah_per_day = round(total / days, 4) if days else 0.0
+    r.energy_shares = {k: round(v / total, 4) for k, v in sorted(u.by_component().items(), key=lambda kv: -kv[1])
+                       } if total else {}
+    r.battery_days = round(battery.usable_mah(cell_mah) / (total / days), 1) if total and days else 0.0
+    r.battery_mv = w.cell.millivolts()
 
 
 def duty_cycle_use(txs) -> list[tuple[int, float, float]]:

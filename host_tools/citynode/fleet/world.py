@@ -13,12 +13,17 @@ from cnode.drivers.sds011 import SDS011
 from cnode.lorawan.mac import Mac
 from cnode.lorawan.store import DictStore
 from cnode.queue import Queue
+from cnode.runner import Napping
 from cnode.sampler import Sampler, Slot
 
+from ..energy import model
+from ..energy.battery import Cell
+from ..energy.meter import Meter
 from ..hwsim import machine as hw
 from ..hwsim.counting_queue import CountingQueue
 from ..hwsim.flashfs import FlashFS, PowerLoss
-from ..hwsim.twin_adc import BatteryTwin, discharge
+from ..hwsim.power import Powered
+from ..hwsim.twin_adc import BatteryTwin
 from ..hwsim.twin_bme280 import BME280Twin, diurnal
 from ..hwsim.twin_mobility import PulseTwin
 from ..hwsim.twin_uart_pm import SDS011Twin
@@ -85,7 +90,7 @@ def synthetic_pm(seed: int):
 class NodeWorld:
     def __init__(self, index: int, clock, air, dev_eui: bytes, app_key: bytes, seed: int, interval_s: int = 300,
                  env_series=None, pm_series=None, deep_sleep: bool = False,
-                 confirmed: bool = False, counter=None):
+                 confirmed: bool = False, counter=None, board=None, cell_mah: float = 3400.0):
         self.index = index
         self.name = f"node{index:03d}"
         self.clock = clock
@@ -112,8 +117,22 @@ class NodeWorld:
         self.uart = hw.UART(1, 9600)
         self.uart.attach(self.sds_twin)
         self.adc = hw.ADC(35)
-        self.bat_twin = BatteryTwin(R1, R2, discharge(4150, 3650, 30 * 86_400_000))
+        # what the node draws, per component and state (citynode.energy); its cell's voltage follows the charge
+        self.board = board or {"name": "virtual", "chip": "esp32", "radio": {"type": "sx1276", "tx_ant": "PA_BOOST"}}
+        self.meter = Meter(lambda: clock.us)
+        self.cpu_part = self.board.get("chip", "esp32")
+        self.meter.add("cpu", self.cpu_part, "idle")
+        self.meter.add("board", "board:" + self.board["name"], "on")
+        for name, twin in (("bme280", self.bme_twin), ("sds011", self.sds_twin)):
+            if isinstance(twin, Powered):
+                self.meter.watch(name, twin, name)
+        r = self.board.get("radio") or {}
+        self.radio_part = r.get("type", "sx1276") if r.get("type") in ("sx1276", "sx1262") else "sx1276"
+        self.radio_pa = r.get("tx_ant", "PA_BOOST") if self.radio_part == "sx1276" else "LDO"
+        self.cell = Cell(cell_mah, lambda: self.meter.usage().total_mah(), start_soc=0.95)
+        self.bat_twin = BatteryTwin(R1, R2, self.cell.millivolts)
         self.bat_twin.attach(self.adc)
+        self.modem = None  # the node's radio (FleetModem), metered from its first boot on
         # a pulse counter (PIR / radar) driven by counts per hour, e.g. a replayed bike counter
         self.counter = counter  # (channel, [count per hour from the start])
         self.count_pin = hw.Pin(27, hw.Pin.IN)
@@ -166,15 +185,33 @@ class NodeWorld:
             slots.append(Slot(PulseCounter(self.count_pin, c, channel=self.counter[0], dead_ms=2000)))
         sampler = Sampler(slots, c, extra=STATUS)
         queue = CountingQueue(Queue(self.fs, "/q", seg_bytes=4096, max_segs=16), self.measured.append)
-        modem = FleetModem(self.air, c, self.name)
+        modem = self.radio()
         mac = Mac(modem, c, self.nvs, self.dev_eui, bytes(8), self.app_key,
                   rand=lambda n: self.rng.randrange(n) if n > 0 else 0)
         mac.set_clock = self.set_clock
         self.mac = mac
         reason = {1: 1, 4: 4, 3: 3, 2: 2}.get(self.reset_cause, 0)
-        self.node = Node(c, sampler, queue, mac, interval_s=self.interval_s, rtc=self, reboot_reason=reason,
+        # on a board that deep-sleeps, cnode.runner gives the node a clock whose warm-up wait is a light sleep
+        nap = Napping(c, self, modem.sleep) if self.deep_sleep and self.counter is None else c
+        self.meter.set("cpu", "idle")
+        self.meter.extra("cpu", "boot", int((model.state_ms(self.cpu_part, "boot") or 0) * 1000))
+        self.node = Node(nap, sampler, queue, mac, interval_s=self.interval_s, rtc=self, reboot_reason=reason,
                          confirmed=self.confirmed)
         return self.node
+
+    def radio(self) -> FleetModem:
+        """The node's radio chip (API-level), one for its life (a reboot reconfigures it), metered."""
+        if self.modem is None:
+            self.modem = FleetModem(self.air, self.clock, self.name)
+            self.modem.pa = self.radio_pa
+            self.meter.watch("radio", self.modem, self.radio_part)
+        return self.modem
+
+    def lightsleep(self, ms):
+        """machine.lightsleep as Napping calls it: the CPU in light sleep for ms."""
+        self.meter.set("cpu", "light_sleep")
+        self.clock.sleep_ms(ms)
+        self.meter.set("cpu", "idle")
 
     def start_counter(self) -> None:
         """The pulse twin on the counter pin, once per node (its edges are this node's own events)."""
@@ -195,6 +232,8 @@ class NodeWorld:
                     ms = node.cycle()
                     if self.deep_sleep:
                         self.reset_cause = hw.DEEPSLEEP_RESET
+                        self.radio().sleep()  # as cnode.runner's power_down before deep sleep
+                        self.meter.set("cpu", "deep_sleep")
                         c.sleep_ms(ms)
                         break  # wake from deep sleep = a fresh boot with RTC memory kept
                     c.sleep_ms(ms)
@@ -204,5 +243,6 @@ class NodeWorld:
                 self.rtc_mem = b""  # RTC memory does not survive a power cut
                 self.reset_cause = hw.PWRON_RESET
                 self.node = None
+                self.meter.set("cpu", "off")  # no power: nothing drawn until it returns
                 c.sleep_ms(self.rng.uniform(500, 5000))
                 self.power_on()

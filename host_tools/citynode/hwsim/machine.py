@@ -110,6 +110,8 @@ def use(clock, chip="esp32"):
     for k in ("wires", "spi", "i2c", "uart", "adc"):
         _state[k] = {}
     _state["wdt"] = None
+    _state["cpu"] = None  # fn(state) of an energy meter watching the CPU (lightsleep, deepsleep)
+    _state["uarts"] = {}
     reset_wake()
     sys.modules["machine"] = sys.modules[__name__]
 
@@ -208,6 +210,7 @@ def deepsleep(*args, **kw):
     _state["reset_cause"] = DEEPSLEEP_RESET
     _state["wdt"] = None
     _state["wake_reason"] = TIMER_WAKE if args else 0
+    _cpu("deep_sleep")
     raise DeepSleep(args[0] if args else 0)
 
 
@@ -220,10 +223,26 @@ def lightsleep(*args, **kw):
         _int(args[0])
         _state["wake_reason"] = TIMER_WAKE
     if c is not None and args:
+        _cpu("light_sleep")
+        uarts = list(_state.get("uarts", {}).values())
+        for u in uarts:
+            u._pump()  # what arrived before the sleep stays in the FIFO
         c.sleep_ms(args[0])
+        for u in uarts:
+            n = len(u._rx)
+            u._pump()
+            u._rx = u._rx[:n]  # the UART's clock was gated (IDF light sleep): bytes sent meanwhile are lost
+        _cpu("idle")
 
 
 sleep = lightsleep
+
+
+def _cpu(state):
+    """Tell the energy meter (if one watches this chip: _state["cpu"]) the CPU's power state."""
+    f = _state.get("cpu")
+    if f is not None:
+        f(state)
 
 
 def wake_reason(*args):
@@ -603,6 +622,7 @@ class UART:
         self.sent = bytearray()
         self.peer = None
         self.init(*args, **kw)
+        _state.setdefault("uarts", {})[id] = self  # light sleep gates the UART clocks: what they receive is lost
 
     def init(self, *args, **kw):
         _positional(args, 4)

@@ -5,6 +5,7 @@
 # listeners (gateways) when they end; downlinks are scheduled into the future and heard by a modem whose
 # recv() window contains their start with matching frequency, SF, bandwidth and inverted IQ.
 from citynode.hwsim.airframe import Tx
+from citynode.hwsim.power import Powered
 
 
 class RxPacket(bytearray):
@@ -87,12 +88,15 @@ def _bw_khz(bw):
     return int(float(bw)) if isinstance(bw, str) else int(bw)
 
 
-class SimModem:
+class SimModem(Powered):
     """Stands in for lora.SX1276/SX1262 with lora-sync at the API level, for fast unit tests: what it returns
     is in the driver's units (snr in dB x 4). The end-to-end tests run the upstream driver on a register-level
     twin instead (twin_sx127x, twin_sx126x)."""
 
-    def __init__(self, air, name="node", snr=7, rssi=-95, clock=None):
+    power_state = "standby"  # as the driver leaves the chip after its set-up
+
+    def __init__(self, air, name="node", snr=7, rssi=-95, clock=None, pa="PA_BOOST"):
+        self.pa = pa  # what the chip's transmitter runs on, for the meter: "PA_BOOST"/"RFO" (SX1276), "LDO"/"DCDC" (SX1262)
         self.air = air
         self.clock = air.clock if clock is None else clock
         self.name = name
@@ -130,10 +134,16 @@ class SimModem:
         """Transmit now (or at tx_at_ms); returns ticks_ms at the end of transmission, like lora-sync."""
         c = self.clock
         tx = self._transmission(packet, tx_at_ms)
+        self._power("tx", "%s:%s" % (self.pa, self.cfg["output_power"]))
         c.advance_us(tx.end_us - tx.start_us)
+        self._power("standby")
         self.sent += 1
         self.air.radiate(tx)
         return c.ticks_ms()
+
+    def sleep(self):
+        """The chip's sleep mode (lora's Modem.sleep); the next configure/send/recv wakes it."""
+        self._power("sleep")
 
     def recv(self, timeout_ms=None, rx_length=0xFF, rx_packet=None):
         """Listen from now for timeout_ms (None: 10 min); returns an RxPacket at the end of a frame whose
@@ -143,10 +153,13 @@ class SimModem:
         t1 = t0 + (600000 if timeout_ms is None else timeout_ms) * 1000
         cfg = self.cfg
         tx = self.air.take(t0, t1, cfg["freq_khz"], cfg["sf"], _bw_khz(cfg["bw"]), bool(cfg["invert_iq_rx"]))
+        self._power("rx", self.pa if self.pa in ("LDO", "DCDC") else None)
         if tx is None:
             c.sleep_us(t1 - t0)
+            self._power("standby")
             return None
         c.sleep_us(tx.end_us - t0)
+        self._power("standby")
         data = tx.data[:rx_length]
         if rx_packet is not None:
             rx_packet[:] = data

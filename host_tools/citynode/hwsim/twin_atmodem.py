@@ -12,6 +12,7 @@
 #   "lost"       the modem has lost its session         "noband"   (LoRa-E5) an uplink is refused by duty cycle
 # Runs under CPython and the MicroPython unix port.
 from citynode.hwsim.faults import FaultyPeer
+from citynode.hwsim.power import Powered
 
 FAULTS = ("join_fail", "busy", "timeout", "hang", "garbage", "noack", "lost", "noband")
 MAX_PAYLOAD = (51, 51, 51, 115, 222, 222, 222, 222)  # EU868 N by DR (RP002)
@@ -50,11 +51,13 @@ def _hex(b, upper=True):
     return "".join(("%02X" if upper else "%02x") % x for x in b)
 
 
-class _ModemTwin(FaultyPeer):
+class _ModemTwin(FaultyPeer, Powered):
     """Line input, timed line output, faults, the network log and the session state."""
 
     baud = 115200
     reply_ms = 5  # from the end of a command to the first byte of its answer
+    power_state = "idle"  # the module's MCU awake, radio off (no low-power command is sent by our firmware yet)
+    TX_DBM = 14  # EU868 default output power of both AT firmwares
 
     FAULTS = FAULTS
 
@@ -268,6 +271,7 @@ class RAK3172Twin(_ModemTwin):
             self.busy_until = end
             self._emit("+EVT:SEND_CONFIRMED_FAILED(4)", end)
             return None
+        self._power("tx", "PA:%d" % self.TX_DBM, for_us=(t0 + air - self._now()) * 1000, then="idle")
         self.network.append((t0 + air, port, data, confirmed))  # the network has it once it is on air
         rx1 = t0 + air + 1000
         if self.downlinks:
@@ -409,6 +413,7 @@ class LoRaE5Twin(_ModemTwin):
                 end += air + 3000 + 1500
             self.busy_until = self._emit(tag + "Done", end)
             return None
+        self._power("tx", "PA:%d" % self.TX_DBM, for_us=(t0 + air - self._now()) * 1000, then="idle")
         self._delivered(t0 + air, self.port, data, confirmed)
         rx1 = t0 + air + 1000
         if self.downlinks:

@@ -11,6 +11,7 @@
 # Faults: fault("never_ready", n) keeps n measurements running forever; fault("stuck", n, raw) latches the
 # same raw (adc_T, adc_P, adc_H) n times (default: the last raw). NACK / timeout / disconnect: I2C.inject.
 import math
+from citynode.hwsim.power import Powered
 
 # BMP280 datasheet (BST-BMP280-DS001) 8.1 example + BME280 humidity: as in driver-vectors/vectors.json
 VECTOR_T = (27504, 26435, -1000)
@@ -127,11 +128,12 @@ def _search(f, target, lo, hi, increasing, near=None):
     return best
 
 
-class BME280Twin:
+class BME280Twin(Powered):
     ADDR = 0x76
 
     def __init__(self, clock, series=diurnal, t=VECTOR_T, p=VECTOR_P, h=VECTOR_H, noise=1, seed=280):
         self.clock = clock
+        self.power_state = "sleep"  # after power-on (DS 3.3.1)
         self.noise = noise
         self._rng = seed & 0x7FFFFFFF
         self.series = series
@@ -197,10 +199,11 @@ class BME280Twin:
 
     def _duration_us(self):
         # datasheet 9.1 typical: 1 + 2*T + (2*P + 0.5) + (2*H + 0.5) ms, for the latched oversampling
+        # (osrs 1..5 = x1..x16; 6 and 7 are x16 too, DS 5.4.3/5.4.5)
         r = self.regs
-        os_t = (r[0xF4] >> 5) & 7
-        os_p = (r[0xF4] >> 2) & 7
-        os_h = r[0xF2] & 7
+        os_t = min((r[0xF4] >> 5) & 7, 5)
+        os_p = min((r[0xF4] >> 2) & 7, 5)
+        os_h = min(r[0xF2] & 7, 5)
         us = 1000
         if os_t:
             us += 2000 * (1 << (os_t - 1))
@@ -225,9 +228,12 @@ class BME280Twin:
         r = self.regs
         if reg == 0xE0:
             if val == 0xB6:
+                busy = self.meas_end_us is not None or self.power_state != "sleep"
                 self._reset_regs()
                 self.meas_end_us = None
                 self.im_update_end_us = self._now_us() + 1000
+                if busy:
+                    self._power("sleep")  # soft reset: sleep mode (DS 5.4.2)
         elif reg in (0xF2, 0xF5):
             r[reg] = val
         elif reg == 0xF4:
@@ -236,8 +242,14 @@ class BME280Twin:
                 if self._never_ready:
                     self._never_ready -= 1
                     self.meas_end_us = -1
+                    self._power("forced")  # a chip that never finishes draws its measuring current on
                 else:
                     self.meas_end_us = self._now_us() + self._duration_us()
+                    self._power("forced", for_us=self._duration_us(), then="sleep")  # DS 3.3.3: back to sleep
+            elif val & 3 == 3:
+                self._power("normal")  # DS 3.3.4: measuring and standby in turn (one state in the data file)
+            elif self.power_state == "normal":
+                self._power("sleep")  # (a forced measurement runs to its end; DS 3.3.3)
         self.ptr = reg
 
     def _update(self):

@@ -5,6 +5,7 @@
 # corrupts the checksum of the next n sentences, silence(on) stops the output (unplugged antenna cable or
 # receiver), cut() ends the current sentence half way (disconnect mid-line).
 from citynode.hwsim.twin_mobility import Rng
+from citynode.hwsim.power import Powered
 
 
 def checksum(body):
@@ -50,7 +51,7 @@ def gga(t_s, lat_e5, lon_e5, quality=1, sats=8, hdop=b"0.9", alt=b"52.3", talker
     return sentence(body)
 
 
-class GpsTwin:
+class GpsTwin(Powered):
     """position(ms) -> (lat_e5, lon_e5) or None (no fix: RMC status V, GGA quality 0), or log=bytes to replay."""
 
     def __init__(self, clock=None, position=None, log=None, baud=9600, start_ms=0, seed=9, loop=False):
@@ -69,14 +70,44 @@ class GpsTwin:
         self.sent = 0
         self.epochs = 0
         self.received = bytearray()
-        self.powered = True  # its supply rail (the T-Beam's AXP192 LDO3): off, it sends nothing
+        self._powered = True  # its supply rail (the T-Beam's AXP192 LDO3): off, it sends nothing
+        self.fix_from_ms = start_ms  # no fix before (a hot start after the rail comes back)
+        self.power_state = "acquisition"  # powered, no fix yet (the first epoch with a fix: "tracking")
+
+    HOT_START_MS = 1000  # u-blox NEO-6/M8 datasheets: hot start TTFF 1 s (RTC and ephemeris kept on V_BCKP)
+
+    @property
+    def powered(self):
+        return self._powered
+
+    @powered.setter
+    def powered(self, on):
+        """The main supply. Off, V_BCKP keeps the RTC and ephemeris (hardware backup mode); back on, a hot
+        start: acquisition until the fix, then tracking."""
+        on = bool(on)
+        if on != self._powered:
+            self._powered = on
+            if not on:
+                self._power("backup")
+                return
+            c = self.clock
+            now = c.monotonic_ms() if c is not None else self.last_ms
+            self.fix_from_ms = now + self.HOT_START_MS  # its epochs report no fix until then
+            if self.position is not None and self.position(self.fix_from_ms) is not None:
+                self._power("acquisition", for_us=self.HOT_START_MS * 1000, then="tracking")
+            else:
+                self._power("acquisition")  # no fix to find: acquisition until an epoch has one
 
     def on_write(self, uart, data):
         self.received += data  # configuration commands ($PMTK..., UBX) are only recorded
 
     def _epoch(self, ms):
         t_s = ms // 1000
-        pos = self.position(ms) if self.position is not None else None
+        pos = self.position(ms) if self.position is not None and ms >= self.fix_from_ms else None
+        if ms >= self.fix_from_ms:  # (during a hot start the timed "acquisition" runs)
+            st = "acquisition" if pos is None else "tracking"
+            if st != self.power_state:
+                self._power(st)  # fix found or lost: told when the epoch goes out
         if pos is None:
             out = rmc(t_s, 0, 0, valid=False) + gga(t_s, 0, 0, quality=0, sats=0)
         else:

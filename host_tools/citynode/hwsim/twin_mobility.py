@@ -3,6 +3,7 @@
 # Each twin speaks the chip's byte protocol (I2C register reads/writes as machine.I2C carries them) or drives
 # a Pin as the sensor's output would, is driven by a series (a function of time or a list of counts), and
 # supports faults. Runs under CPython and the MicroPython unix port (no CPython-only modules).
+from citynode.hwsim.power import Powered
 
 
 class Rng:
@@ -93,7 +94,7 @@ class PulseTwin:
 
 
 # --- QMC5883L --------------------------------------------------------------------------------------------
-class QMC5883LTwin:
+class QMC5883LTwin(Powered):
     """QMC5883L register model (datasheet section 9): 8-bit register pointer with auto-increment, data
     registers 00H..05H little-endian, status 06H (DRDY/OVL/DOR), control 09H/0AH, SET/RESET 0BH, id 0DH.
 
@@ -120,6 +121,7 @@ class QMC5883LTwin:
         self.overflow = False
         self.dead = False
         self.samples = 0
+        self.power_state = "standby"  # after power-on: MODE 00 in control register 09H (datasheet 9.2.3)
 
     def field(self, ms):
         x, y, z = self.base
@@ -139,6 +141,8 @@ class QMC5883LTwin:
         self.regs = bytearray(16)
         self.regs[0x0D] = 0xFF
         self.next_ms = None
+        if self.power_state != "standby":
+            self._power("standby")  # registers to defaults: MODE 00
 
     def _period(self):
         return (100, 20, 10, 5)[(self.regs[0x09] >> 2) & 3]
@@ -195,6 +199,9 @@ class QMC5883LTwin:
                 self.regs[self.ptr] = v
                 if self.ptr == 0x09:
                     self.next_ms = None
+                    st = "continuous" if v & 3 == 1 else "standby"  # MODE 01 continuous, 00 standby
+                    if st != self.power_state:
+                        self._power(st)
             self.ptr += 1
 
     def read(self, n):
@@ -214,7 +221,7 @@ class QMC5883LTwin:
 
 
 # --- VL53L1X ---------------------------------------------------------------------------------------------
-class VL53L1XTwin:
+class VL53L1XTwin(Powered):
     """VL53L1X register model as the ULD sees it: 16-bit big-endian index, auto-increment, model id 0xEACC
     at 0x010F, firmware booted bit at 0x00E5, ranging started/stopped at 0x0087, data-ready in bit 0 of 0x0031
     (active high with the default 0x0030 = 0x01), result block at 0x0089 (device status 9 = valid), distance
@@ -240,6 +247,7 @@ class VL53L1XTwin:
         self.hang = False
         self.stuck_value = False
         self.results = 0
+        self.power_state = "standby"  # after boot, not ranging (SW standby)
 
     def _tick(self):
         now = self.clock.monotonic_ms()
@@ -276,12 +284,16 @@ class VL53L1XTwin:
         p = (data[0] << 8) | data[1]
         for v in data[2:]:
             if p == 0x0087:
-                if v & 0x40:
+                if v & 0x40:  # SYSTEM__MODE_START 0x40: ranging (the ULD's StartRanging)
                     self.ranging = True
                     self.next_ms = self.clock.monotonic_ms() + self.period
-                else:
+                    if self.power_state != "ranging":
+                        self._power("ranging")
+                else:  # 0x00: stop (StopRanging): SW standby
                     self.ranging = False
                     self.next_ms = None
+                    if self.power_state != "standby":
+                        self._power("standby")
             elif p == 0x0086:
                 if v & 1:  # clear interrupt: data-ready goes inactive, next measurement starts
                     self.regs[0x0031] = (self.regs[0x0031] & 0xFE) | (1 - self._active())

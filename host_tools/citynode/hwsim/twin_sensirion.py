@@ -6,12 +6,14 @@
 # measurement completes; twin.target holds those values, twin.words the words sent.
 # Faults: fault("crc", n) flips the first CRC byte of the next n replies; fault("stuck", n) repeats the last
 # measurement's words n times; fault("never_ready", n) - SHT4x: n measurements never finish (reads NACK),
-# SCD4x: data ready stays 0 and no data for n periodic results, DNMS: n LEQ calculations never get ready.
+# SCD4x: data ready stays 0 and no data for n results (periodic or single shot), DNMS: n LEQ calculations
+# never get ready.
 # n=None means until clear_faults(). NACK, stuck bus, disconnect mid-read: machine.I2C.inject.
 # noise: T/RH words move by a seeded pseudo-random -noise..+noise LSB (about 0.003 degC), as on a real
 # sensor, so a constant series does not look stuck; CO2 ppm and DNMS levels are sent as computed.
 import struct
 
+from citynode.hwsim.power import Powered
 from citynode.hwsim.twin_bme280 import diurnal
 
 ENODEV = 19
@@ -41,9 +43,10 @@ def _clamp16(x):
     return 65535 if x > 65535 else x
 
 
-class _Twin:
+class _Twin(Powered):
     def __init__(self, clock, series, noise=1, seed=4):
         self.clock = clock
+        self.power_state = "idle"  # after power-up (SHT4x, SCD4x: 1 s) every Sensirion sensor here idles
         self.noise = noise
         self._rng = seed & 0x7FFFFFFF
         self.series = series if series is not None else diurnal
@@ -132,6 +135,7 @@ class SHT4xTwin(_Twin):
         self._pending = None
         if c in self.MEASURE:
             if self._take("never_ready"):
+                self._power("measure")  # a measurement that never ends draws its current on
                 return True
             due = self.now_us() + self.MEASURE[c]
             if self._take("stuck") and self.words is not None:
@@ -142,13 +146,20 @@ class SHT4xTwin(_Twin):
                 words = (self.jitter(st), self.jitter(srh))
             self.words = words
             self._answer(words, self.MEASURE[c])
+            self._power("measure", for_us=self.MEASURE[c], then="idle")  # DS Table 4: max durations
             return True
         if c == 0x89:
+            self._idle()
             self._answer((self.serial >> 16, self.serial & 0xFFFF))
             return True
-        if c == 0x94:
+        if c == 0x94:  # soft reset
+            self._idle()
             return True
-        return False
+        return False  # heater commands (0x39 .. 0x15) are not modelled: NACKed
+
+    def _idle(self):
+        if self.power_state != "idle":  # a never-ending measurement (fault) ends with the next command
+            self._power("idle")
 
     @staticmethod
     def raw_for(v):
@@ -160,6 +171,8 @@ class SCD4xTwin(_Twin):
     ADDR = 0x62
     PERIOD_US = 5000000
     PERIODIC_OK = (0xEC05, 0xE4B8, 0x3F86, 0xE000)  # accepted during periodic measurement
+    LOW_POWER_PERIOD_US = 30000000  # start_low_power_periodic_measurement: a result every 30 s
+    SINGLE_SHOT_US = 5000000  # measure_single_shot (SCD41 only): the result 5000 ms later
 
     def __init__(self, clock, series=None, serial=(0xF896, 0x9F07, 0x3BB3), noise=1, seed=40):
         _Twin.__init__(self, clock, series, noise, seed)
@@ -171,11 +184,25 @@ class SCD4xTwin(_Twin):
         self.idle_from_us = 0  # after stop_periodic_measurement: busy for 500 ms
         self.ambient_hpa = None
         self.results = 0
+        self.period_us = self.PERIOD_US
+        self.asleep = False  # power_down (SCD41 only): nothing but wake_up is heard
+        self.shot_due_us = None  # a single shot's result is readable from then
 
     def poll(self):
+        due = self.shot_due_us
+        if due is not None and self.now_us() >= due:
+            self.shot_due_us = None
+            if self._take("never_ready"):
+                return
+            if not (self._take("stuck") and self.words is not None):
+                self.target = self.series(due // 1000)
+                co2, wt, wrh = self.raw_for(self.target)
+                self.words = (co2, self.jitter(wt), self.jitter(wrh))
+            self.fresh = True
+            self.results += 1
         if not self.periodic:
             return
-        k = (self.now_us() - self.t0_us) // self.PERIOD_US
+        k = (self.now_us() - self.t0_us) // self.period_us
         if k > self.k_done:
             self.k_done = k
             if self._take("never_ready"):
@@ -184,7 +211,7 @@ class SCD4xTwin(_Twin):
             if self._take("stuck") and self.words is not None:
                 words = self.words
             else:
-                self.target = self.series((self.t0_us + k * self.PERIOD_US) // 1000)
+                self.target = self.series((self.t0_us + k * self.period_us) // 1000)
                 co2, wt, wrh = self.raw_for(self.target)
                 words = (co2, self.jitter(wt), self.jitter(wrh))
             self.words = words
@@ -206,18 +233,40 @@ class SCD4xTwin(_Twin):
             return False  # still stopping
         c = (data[0] << 8) | data[1]
         self.reply = None
+        if self.asleep:
+            if c == 0x36F6:  # wake_up (DS 3.10.4): never acknowledged; idle within 20 ms (DS v1.3 Table 31),
+                # 30 ms as Sensirion's embedded-i2c-scd4x waits: busy until then
+                self.asleep = False
+                self.idle_from_us = self.now_us() + 30000
+                self._power("idle")
+            return False
+        if self.shot_due_us is not None:
+            return False  # measuring a single shot: busy for its 5000 ms (DS 3.3: no command meanwhile)
         if self.periodic and c not in self.PERIODIC_OK:
             return False
-        if c == 0x21B1:
+        if c in (0x21B1, 0x21AC):  # start_periodic / start_low_power_periodic_measurement
             self.periodic = True
+            self.period_us = self.PERIOD_US if c == 0x21B1 else self.LOW_POWER_PERIOD_US
             self.t0_us = self.now_us()
             self.k_done = 0
             self.fresh = False
+            self._power("periodic" if c == 0x21B1 else "low_power_periodic")
             return True
         if c == 0x3F86:
             self.periodic = False
             self.fresh = False
             self.idle_from_us = self.now_us() + 500000
+            self._power("idle")
+            return True
+        if c == 0x219D:  # measure_single_shot (SCD41)
+            self.fresh = False
+            self.shot_due_us = self.now_us() + self.SINGLE_SHOT_US
+            self._power("single_shot", for_us=self.SINGLE_SHOT_US, then="idle")
+            return True
+        if c == 0x36E0:  # power_down (SCD41)
+            self.asleep = True
+            self.fresh = False
+            self._power("power_down")
             return True
         if c == 0xE4B8:
             self._answer((0x8006 if self.fresh else 0x8000,), 1000)

@@ -9,6 +9,7 @@
 # one 256-byte buffer, a small register dict, no allocation per SPI byte.
 from citynode.hwsim import machine as hw
 from citynode.hwsim.airframe import Tx, on_air
+from citynode.hwsim.power import Powered
 
 # chip modes, status bits 6:4 (DS 13.5.1 Table 13-76); sleep is not readable (the chip does not answer)
 STBY_RC, STBY_XOSC, FS, RX, TX = 2, 3, 4, 5, 6
@@ -66,7 +67,7 @@ _BUSY_IMAGE_US = 500  # CalibrateImage: the DS gives no figure; one block of the
 _BUSY_WARM_WAKE_US = 340  # a warm start from sleep: the configuration is kept, no calibration
 
 
-class SX1262Twin:
+class SX1262Twin(Powered):
     # The driver polls BUSY every microsecond of virtual time, so each modelled microsecond costs a loop turn:
     # a long fleet run may set this False to leave the TCXO start-up delay off BUSY (the radio still needs it).
     TCXO_ON_BUSY = True
@@ -140,6 +141,8 @@ class SX1262Twin:
         self.tx_base, self.rx_base = 0, 0
         self.pa = (0x04, 0x07, 0x00, 0x01)
         self.tx_power = 14
+        if not warm:
+            self.dcdc = False  # DS 13.1.15 SetRegulatorMode: only the LDO until a driver selects the DC-DC
         self.rx_len, self.rx_ptr = 0, 0
         self._dio_update()
 
@@ -174,6 +177,7 @@ class SX1262Twin:
             self.in_reset = True
             self._gen += 1
             self._bgen += 1
+            self._report()
         elif self.in_reset:
             self.in_reset = False
             if self._powered:
@@ -201,6 +205,31 @@ class SX1262Twin:
         if not self._alive():
             return "off"
         return _STATES[self.mode]
+
+    @property
+    def mode(self):
+        return self._mode
+
+    @mode.setter
+    def mode(self, m):
+        self._mode = m
+        self._report()
+
+    def _report(self):
+        """Tell the meter (if any) the state the chip is in now (hwsim.power): RX, TX and FS draw what the
+        regulator the driver chose gives (DS 3.1 Table 3-5/3-6: LDO or DC-DC), TX also by the power set."""
+        st = self.state()
+        if self.meter is None:
+            self.power_state = st
+            return
+        reg = "DCDC" if getattr(self, "dcdc", False) else "LDO"
+        if st == "tx":
+            p = self.power_dbm()
+            self._power(st, "%s:%d" % (reg, self.tx_power if p is None else p))
+        elif st in ("rx", "fs"):
+            self._power(st, reg)
+        else:
+            self._power(st)
 
     # --- SPI (DS 8.3: NSS low, opcode, arguments; the status and answers are clocked out on MISO) -------------
     def _cs(self, level):
@@ -367,6 +396,8 @@ class SX1262Twin:
             else:
                 self.errors |= IMG_CALIB_ERR
             self._busy_us += _BUSY_IMAGE_US
+        elif op == 0x96:  # SetRegulatorMode (DS 13.1.15): 0 LDO only, 1 DC-DC + LDO
+            self.dcdc = bool(c[1] & 1)
         elif op == 0x83:  # SetTx (DS 13.1.4): timeout (3 bytes), 0: none
             if self._needs_xosc():
                 self._start_tx()

@@ -12,6 +12,7 @@
 # transmission reaches no gateway), RegRssiValue/RegModemStat dynamics, OCP, LNA gain, test registers.
 from citynode.hwsim import machine as hw
 from citynode.hwsim.airframe import Tx, on_air
+from citynode.hwsim.power import Powered
 
 # DS 6.4 register map (LoRa page) and DS 6.2 (FSK page, for RegImageCal only)
 _FIFO = 0x00
@@ -72,7 +73,7 @@ _BW_HZ = (7800, 10400, 15600, 20800, 31250, 41700, 62500, 125000, 250000, 500000
 LORAWAN_SYNC = 0x34  # public LoRaWAN networks
 
 
-class SX1276Twin:
+class SX1276Twin(Powered):
     def __init__(self, clock, air, sck, cs, reset=None, dio0=None, dio1=None, pa_pin="PA_BOOST", name="node",
                  snr_db=7, rssi_dbm=-95):
         self.clock = clock
@@ -127,6 +128,7 @@ class SX1276Twin:
         self._cal_until = 0
         self._gen += 1
         self._dio_update()
+        self._report()
 
     @property
     def powered(self):
@@ -148,6 +150,7 @@ class SX1276Twin:
             for w in self._dio:
                 if w is not None and w.level:
                     w.drive(0)
+        self._report()
 
     def _reset_pin(self, level):
         """NRESET (DS 7.2.2): low holds the chip in reset; on the rising edge it restarts from reset values and
@@ -156,6 +159,7 @@ class SX1276Twin:
             if not self.in_reset:
                 self.in_reset = True
                 self._gen += 1
+                self._report()
         elif self.in_reset:
             self.in_reset = False
             if self._powered:
@@ -167,6 +171,23 @@ class SX1276Twin:
         if not self._powered or self.in_reset:
             return "off"
         return _STATES[self.reg[_OPMODE] & 7]
+
+    def pa_detail(self):
+        """The PA pin RegPaConfig selects and its output power there (dBm), as "PA_BOOST:14" or "RFO:13.8": what
+        the transmitter draws depends on both (DS 2.5.1 Table 6, IDDT), whichever pin the antenna is on."""
+        pa = self.reg[_PA_CONFIG]
+        out = pa & 0x0F
+        if pa & 0x80:
+            return "PA_BOOST:%d" % (17 - (15 - out) + (3 if self.reg[_PA_DAC] & 7 == 7 else 0))
+        return "RFO:%g" % ((108 + 6 * ((pa >> 4) & 7) - 10 * (15 - out)) / 10)
+
+    def _report(self):
+        """Tell the meter (if any) the state the chip is in now (hwsim.power)."""
+        if self.meter is not None:
+            st = self.state()
+            self._power(st, self.pa_detail() if st == "tx" else None)
+        else:
+            self.power_state = self.state()
 
     # --- SPI (DS 4.3: address byte, bit 7 = write, then data with the address incremented, except RegFifo) ---
     def _cs(self, level):
@@ -242,6 +263,7 @@ class SX1276Twin:
         r[_OPMODE] = v
         mode = v & 7
         self._gen += 1
+        self._report()
         if mode == SLEEP and v & 0x80:
             for i in range(256):  # DS 4.1.2.3: the FIFO is cleared and not accessible in Sleep mode
                 self.fifo[i] = 0
@@ -259,6 +281,7 @@ class SX1276Twin:
     def _to_standby(self):
         self.reg[_OPMODE] = (self.reg[_OPMODE] & 0xF8) | STANDBY
         self._gen += 1
+        self._report()
 
     def _flag(self, bits):
         self.reg[_IRQ_FLAGS] |= bits & ~self.reg[_IRQ_MASK] & 0xFF  # DS 6.4 RegIrqFlagsMask: 1 masks the IRQ

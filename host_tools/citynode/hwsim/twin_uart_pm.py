@@ -11,6 +11,7 @@
 import struct
 
 from citynode.hwsim.faults import FaultyPeer
+from citynode.hwsim.power import Powered
 
 FAULTS = ("checksum", "garbage", "noise", "truncate", "disconnect", "stuck")
 
@@ -21,7 +22,7 @@ def _raw(x, scale, hi=65535):
     return hi if v > hi else v
 
 
-class _Twin(FaultyPeer):
+class _Twin(FaultyPeer, Powered):
     """Common parts: a clock, a series, an output queue of (due_ms, bytes) and counted faults."""
 
     latency_ms = 10  # from the end of a command to the reply
@@ -86,6 +87,7 @@ class SDS011Twin(_Twin):
         self.query_mode = query_mode
         self.period = period
         self.working = working
+        self.power_state = "work" if working else "sleep"  # fan and laser on / off
         self.firmware = firmware
         self.flash_writes = 0  # reporting mode and working period are kept in the sensor's flash
         self.fan_ms = 0  # total time the fan ran
@@ -107,6 +109,8 @@ class SDS011Twin(_Twin):
         if on and not self.working:
             self._fan_since = now
             self._next_ms = now + 1000
+        if on != self.working:
+            self._power("work" if on else "sleep")  # PROT 3.4: fan and laser on / off
         self.working = on
 
     def frame(self, ms):
@@ -217,6 +221,7 @@ class SPS30Twin(_Twin):
         self.address = address
         self.version = version
         self.state = SPS30Twin.IDLE
+        self.power_state = "idle"  # after power-on (DS 5.3: idle mode)
         self.fmt = 0
         self.resets = 0
         self.fan_ms = 0
@@ -228,6 +233,12 @@ class SPS30Twin(_Twin):
 
     def fan_on(self):
         return self.state == SPS30Twin.MEASURING
+
+    def _go(self, st):
+        """Into state st (IDLE, MEASURING, SLEEP): the power states "idle", "measure", "sleep" (DS 2.1)."""
+        if st != self.state:
+            self.state = st
+            self._power(("idle", "measure", "sleep")[st])
 
     def on_write(self, uart, data):
         for b in data:
@@ -268,13 +279,14 @@ class SPS30Twin(_Twin):
             elif self.state != SPS30Twin.IDLE:
                 st = 0x43
             else:
-                self.state, self.fmt, self._since, self._read_at = SPS30Twin.MEASURING, data[1], now, -1
+                self.fmt, self._since, self._read_at = data[1], now, -1
+                self._go(SPS30Twin.MEASURING)
         elif cmd == 0x01:  # DS 5.3.2 stop measurement
             if self.state != SPS30Twin.MEASURING:
                 st = 0x43
             else:
                 self.fan_ms += now - self._since
-                self.state = SPS30Twin.IDLE
+                self._go(SPS30Twin.IDLE)
         elif cmd == 0x03:  # DS 5.3.3 read measured values: empty when no new values
             if self.state != SPS30Twin.MEASURING:
                 st = 0x43
@@ -288,14 +300,14 @@ class SPS30Twin(_Twin):
                 st = 0x43
             else:
                 self._reply(cmd, 0, b"")
-                self.state = SPS30Twin.SLEEP
+                self._go(SPS30Twin.SLEEP)
                 self._iface_awake = False
                 return
         elif cmd == 0x11:  # DS 5.3.5 wake-up
             if self.state != SPS30Twin.SLEEP:
                 st = 0x43
             else:
-                self.state = SPS30Twin.IDLE
+                self._go(SPS30Twin.IDLE)
         elif cmd == 0xD0:  # DS 5.3.8 device information (null-terminated ASCII)
             if len(data) != 1:
                 st = 0x01
@@ -311,7 +323,7 @@ class SPS30Twin(_Twin):
             self.resets += 1
             if self.state == SPS30Twin.MEASURING:
                 self.fan_ms += now - self._since
-            self.state = SPS30Twin.IDLE
+            self._go(SPS30Twin.IDLE)
         else:
             st = 0x02
         self._reply(cmd, st, out)
@@ -341,19 +353,35 @@ def pms_command(cmd, data):
 
 
 class PMS5003Twin(_Twin):
-    """Power-on state: active mode (a frame every interval_ms), awake."""
+    """Power-on state: active mode (a frame every interval_ms), awake. The SET pin (manual: high or floating =
+    working, low = sleep) follows a wire when the test connects it: machine.wire(gpio).watch(twin.set_pin)."""
 
     def __init__(self, clock, series, passive=False, interval_ms=2300, seed=1, acks=True):
         _Twin.__init__(self, clock, series, seed)
         self.passive = passive
-        self.awake = True
+        self.awake = True  # by the sleep/wake command (E4)
+        self.set_high = True  # the SET pin: floating (internal pull-up) until driven
+        self.power_state = "work"  # fan and laser run from power-on (manual: active mode)
         self.interval_ms = interval_ms  # manual: 2.3 s in stable mode
         self.acks = acks  # answer E1/E4 with 42 4D 00 04 CMD DATA CHK (seen on sensors, not in the manual)
         self._next_ms = self._now() + interval_ms
         self._rx = bytearray()
 
     def fan_on(self):
-        return self.awake
+        return self.awake and self.set_high
+
+    def set_pin(self, level):
+        """The SET pin's level as the MCU drives it: low puts the sensor to sleep whatever the command said."""
+        on = bool(level)
+        if on and not self.set_high and self.awake:
+            self._next_ms = self._now() + self.interval_ms
+        self.set_high = on
+        self._follow()
+
+    def _follow(self):
+        st = "work" if self.fan_on() else "sleep"
+        if st != self.power_state:
+            self._power(st)
 
     def frame(self, ms):
         v = self._values(ms)
@@ -404,10 +432,11 @@ class PMS5003Twin(_Twin):
             if data == 1 and not self.awake:
                 self._next_ms = self._now() + self.interval_ms
             self.awake = data == 1
+            self._follow()
             self._ack(cmd, data)
 
     def _tick(self, now_ms):
-        if not self.awake or self.passive:
+        if not self.fan_on() or self.passive:
             self._next_ms = max(self._next_ms, now_ms)
             return
         step = self.interval_ms

@@ -71,6 +71,12 @@ class VirtualBoard:
                     from citynode.hwsim.twin_sensirion import SHT4xTwin as T
                 elif d == "scd4x":
                     from citynode.hwsim.twin_sensirion import SCD4xTwin as T
+                elif d == "dnms":
+                    from citynode.hwsim.twin_sensirion import DNMSTwin as T
+                elif d == "qmc5883l":
+                    from citynode.hwsim.twin_mobility import QMC5883LTwin as T
+                elif d == "vl53l1x":
+                    from citynode.hwsim.twin_mobility import VL53L1XTwin as T
                 else:
                     continue
                 self.twins[d] = hw.attach_i2c(scl, addr, T(c))
@@ -82,6 +88,9 @@ class VirtualBoard:
                 elif d == "pms5003":
                     from citynode.hwsim.twin_uart_pm import PMS5003Twin
                     t = PMS5003Twin(c, _pm)
+                elif d == "sps30":
+                    from citynode.hwsim.twin_uart_pm import SPS30Twin
+                    t = SPS30Twin(c, _pm)
                 elif d == "gps_nmea":
                     from citynode.hwsim.twin_gps import GpsTwin
                     t = GpsTwin(c, position=lambda ms: POSITION_E5)
