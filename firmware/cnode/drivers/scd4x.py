@@ -32,6 +32,7 @@ _CMD_POWER_DOWN = const(0x36E0)
 _CMD_WAKE_UP = const(0x36F6)
 _SHOT_MS = const(5000)
 _WAKE_MS = const(30)
+_POWER_UP_MS = const(1000)
 
 
 def temperature_centi(w):
@@ -74,6 +75,9 @@ class SCD4x(SensirionDevice):
         self._same = 0
         self._stuck_n = stuck_reads
         self._shot = mode == "single_shot"
+        # single shot on a switched rail (Heltec Vext): the sensor is powered up at every wake and answers 1000 ms
+        # later (datasheet: power-up time); the sampler waits this out as a warm-up, in light sleep on a board
+        self.warmup_ms = _POWER_UP_MS if self._shot else 0
 
     def start(self):
         self.write_cmd(_CMD_START_PERIODIC)
