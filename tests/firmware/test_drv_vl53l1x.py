@@ -57,8 +57,11 @@ def test_distance_and_occupancy():
     clk.advance_ms(5000)
     drv.read()
     assert drv.values == [850, 100]
-    # one ranging read on the wire: poll 0x0031, 17-byte result burst from 0x0089, clear interrupt
-    assert twin.writes[n:] == [b"\x00\x31", b"\x00\x89", b"\x00\x86\x01"]
+    # one ranging read on the wire: start ranging (stopped after the last reading), poll 0x0031 until a result
+    # (one ranging period later), 17-byte result burst from 0x0089, clear interrupt, stop ranging (SW standby)
+    w = twin.writes[n:]
+    assert w[0] == b"\x00\x87\x40" and w[-3:] == [b"\x00\x89", b"\x00\x86\x01", b"\x00\x87\x00"]
+    assert set(w[1:-3]) == {b"\x00\x31"}
 
 
 def test_result_bytes_big_endian():

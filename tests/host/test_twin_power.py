@@ -272,7 +272,9 @@ def test_vl53l1x_ranging_standby_ranging_at_init():
     assert rec.states() == ["ranging", "standby", "ranging"]
     assert rec.seen[1][0] - rec.seen[0][0] >= 100000  # one ranging period before the first data ready
     drv.read()
-    assert twin.power_state == "ranging"
+    assert twin.power_state == "standby"  # stopped after its reading: SW standby until the next one
+    drv.read()
+    assert rec.states()[-2:] == ["ranging", "standby"]
 
 
 # --- Part B: after a sampler cycle the PM sensors sleep -------------------------------------------------

@@ -101,13 +101,18 @@ class VL53L1X(I2CReg):
         self._write(_REG_SYSTEM__MODE_START, 0x00)
         self._write(_REG_VHV_CONFIG__TIMEOUT_MACROP_LOOP_BOUND, 0x09)  # two bounds VHV
         self._write(_REG_VHV_CONFIG__INIT, 0x00)  # start VHV from the previous temperature
-        self._write(_REG_SYSTEM__MODE_START, 0x40)  # continuous ranging from here on
+        self._write(_REG_SYSTEM__MODE_START, 0x40)  # ranging, until read() has its result
         self._need_init = False
+        self._ranging = True
 
     def read(self):
-        """Wait (bounded) for a ranging result; values = [distance mm, occupancy % (100 or 0)] or None."""
+        """Start ranging (if stopped), wait (bounded) for its result, stop ranging; values = [distance mm,
+        occupancy % (100 or 0)] or None. Between readings the sensor is in SW standby, not ranging."""
         if self._need_init:
             self.init()
+        elif not self._ranging:  # stopped after the last reading: about 16 mA saved between readings
+            self._write(_REG_SYSTEM__MODE_START, 0x40)
+            self._ranging = True
         self._wait_ready("data ready")
         res = self._res
         self._read(_REG_RESULT__RANGE_STATUS, res)
@@ -115,6 +120,8 @@ class VL53L1X(I2CReg):
         st = _STATUS_RTN[raw] if raw < 24 else 255
         mm = (res[13] << 8) | res[14]  # 0x0096 - 0x0089 = 13
         self._write(_REG_SYSTEM__INTERRUPT_CLEAR, 0x01)
+        self._write(_REG_SYSTEM__MODE_START, 0x00)  # stop: SW standby until the next reading
+        self._ranging = False
         self.range_status = st
         if st == 0:
             self.distance_mm = mm
