@@ -146,9 +146,10 @@ class Hardware:
             except OSError:
                 pass
 
-    def _maker(self, name, s, clock):
+    def _maker(self, name, s, clock, nap):
         mod, cls = _driver_class(name)
-        if name in _I2C_DRIVERS:
+        if name in _I2C_DRIVERS:  # their waits (a measurement, an SCD41's 5 s shot) need no CPU: `nap` may be a
+            clock = nap  # light sleep; UART drivers keep `clock` (a UART receives nothing in light sleep)
             bus = self.i2c()
             addr = _num(s.get("address", getattr(mod, "ADDR", 0)))
             mode = s.get("mode")  # a driver's operating mode (scd4x: "single_shot" on an SCD41)
@@ -164,12 +165,13 @@ class Hardware:
             return lambda: cls(pin, clock, channel=s.get("channel", "pedestrians"), dead_ms=s.get("dead_ms", 2000))
         raise BoardError("driver %r has no bus rule" % name)
 
-    def slots(self, clock):
-        """A sampler slot for every sensor the board file lists, plus the battery."""
+    def slots(self, clock, nap=None):
+        """A sampler slot for every sensor the board file lists, plus the battery. I2C drivers wait on `nap` (a
+        clock whose sleep_ms is a light sleep on a board that deep-sleeps; default `clock`)."""
         out = []
         for s in self.board.get("sensors", ()):
             name = _ALIAS.get(s["driver"], s["driver"])
-            make = self._maker(name, s, clock)
+            make = self._maker(name, s, clock, nap or clock)
             try:
                 drv = make()
             except (SensorError, OSError) as e:

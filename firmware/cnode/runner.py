@@ -7,7 +7,7 @@ from micropython import const
 
 from cnode import crash, osfs
 from cnode.app import FPORT_CMD, Node
-from cnode.board import WDT_MS, Hardware, load
+from cnode.board import _ALIAS, WDT_MS, Hardware, load
 from cnode.config import NVS_SETTINGS, Config, Keys
 from cnode.downlink import ACT_REBOOT, ACT_SEND, Downlink
 from cnode.queue import Queue
@@ -90,7 +90,12 @@ class Runner:
         self.hw = Hardware(board, machine)
         self.hw.power_on(clock)
         gc.collect()  # between set-up steps: each one's garbage is gone before the next allocates (no holes)
-        self.sampler = Sampler(self.hw.slots(clock), clock, extra=STATUS)
+        nap = Napping(clock, machine, self.radio_sleep)  # for waits that need no CPU
+        for s in board.get("sensors", ()):  # not while a pulse counter is being set up (its IRQs need the CPU)
+            if _ALIAS.get(s.get("driver"), s.get("driver")) == "pulse":
+                nap.on = False
+        self.sampler = Sampler(self.hw.slots(clock, nap), clock, extra=STATUS)
+        nap.on = counter(self.sampler) is None  # a pulse counter's interrupts need the CPU awake
         self.reboot = False
         if not self.keys.present():
             self.node = None
@@ -108,7 +113,6 @@ class Runner:
         rtc = machine.RTC()
         if hasattr(self.link, "set_clock"):  # DeviceTimeAns sets the board's clock (RTC, kept in deep sleep)
             setattr(self.link, "set_clock", clock_setter(rtc, clock))
-        nap = clock if counter(self.sampler) else Napping(clock, machine, self.radio_sleep)
         self.node = Node(nap, self.sampler, self.queue, self.link, interval_s=self.cfg["interval"],
                          rtc=crash.RtcArea(rtc), commands=self._command, reboot_reason=reboot_code(machine),
                          log=log, confirmed=bool(self.cfg["confirmed"]), feed=feed,
@@ -168,20 +172,25 @@ class Runner:
 
 
 class Napping:
-    """The node's clock on a board that deep-sleeps: the time module, except that the sensors' warm-up (a PM
-    sensor's fan, 30 s) is spent in light sleep with the radio asleep: about 1 mA instead of the 30 mA of a CPU
-    waiting in time.sleep_ms. Nothing needs the CPU then; what a UART receives meanwhile is lost, and the
-    drivers read fresh frames after it. Not for a board that counts pulses in RAM (its IRQs need the CPU)."""
+    """A clock for waits that need no CPU: the time module, except that sleep_ms is a light sleep with the radio
+    asleep, about 1 mA instead of the ~30 mA of a CPU waiting in time.sleep_ms. The node waits the sensors' warm-up
+    (a PM sensor's fan, 30 s) on it and the I2C drivers their measurements (an SCD41's single shot, 5 s). What a
+    UART receives meanwhile is lost, so UART drivers never wait on it (they read fresh frames after a warm-up).
+    Off (`on` False) on a board that counts pulses in RAM: its interrupts need the CPU."""
 
     def __init__(self, time, machine, radio_sleep):
         self._t = time
         self._m = machine
         self._r = radio_sleep
+        self.on = True  # False: plain time.sleep_ms (a board that counts pulses in RAM)
 
     def __getattr__(self, name):
         return getattr(self._t, name)
 
     def sleep_ms(self, ms):
+        if not self.on:
+            self._t.sleep_ms(ms)
+            return
         self._r()
         self._m.lightsleep(ms)
 

@@ -88,8 +88,9 @@ def test_the_scd41_is_woken_measured_twice_and_powered_down():
     rows = {(x.component, x.state): x.seconds for x in r.usage.rows}
     assert rows[("scd4x", "single_shot")] == pytest.approx(10.0 * r.wakes, rel=0.01)  # two 5 s shots a wake
     assert ("scd4x", "periodic") not in rows
-    # powered up with Vext at every wake: its 1000 ms power-up time is waited as a warm-up, in light sleep
-    assert rows[("cpu", "light_sleep")] == pytest.approx(1.0 * r.wakes, rel=0.01)
+    # powered up with Vext at every wake: its 1000 ms power-up time is waited as a warm-up, and its 30 ms wake-up
+    # and two 5 s shots by the driver, all in light sleep (I2C drivers wait on the napping clock)
+    assert rows[("cpu", "light_sleep")] == pytest.approx(11.03 * r.wakes, rel=0.01)
     assert rows[("scd4x", "power_down")] > 0  # powered down after each reading, before Vext goes off
     assert r.sleep_states["scd4x"][1] == "off"  # on the Heltec's Vext: unpowered in deep sleep
 
