@@ -15,6 +15,7 @@ from cnode.sampler import Sampler
 
 STATUS = ("reboot_reason", "fw_version", "queue_depth", "dropped", "crashes")
 _NOT_PROVISIONED_SLEEP_MS = const(600000)
+_RADIO_SLEEP_MS = const(100)  # Napping puts the radio to sleep for waits this long or longer
 
 
 def reboot_code(machine):
@@ -191,7 +192,8 @@ class Napping:
         if not self.on:
             self._t.sleep_ms(ms)
             return
-        self._r()
+        if ms >= _RADIO_SLEEP_MS:  # a short wait is not worth the radio's wake-up afterwards
+            self._r()
         self._m.lightsleep(ms)
 
 

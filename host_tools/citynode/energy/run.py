@@ -88,6 +88,20 @@ def with_sensors(board: dict, sensors) -> dict:
 
 
 @contextlib.contextmanager
+def _tcxo_off_busy():
+    """The SX1262 driver polls BUSY once per virtual microsecond: the TCXO start-up (a few ms at each wake of the
+    radio) stays off BUSY while a budget runs, so a day answers in seconds. That standby time is left out: 0.05 %
+    of the Heltec V3's day (26.2045 against 26.1904 mAh/day)."""
+    from ..hwsim.twin_sx126x import SX1262Twin
+
+    SX1262Twin.TCXO_ON_BUSY = False
+    try:
+        yield
+    finally:
+        SX1262Twin.TCXO_ON_BUSY = True
+
+
+@contextlib.contextmanager
 def _node_folder():
     """The node's flash: a fresh folder as the current directory (board.json, nvs.json, the queue)."""
     old = os.getcwd()
@@ -127,7 +141,7 @@ def run(board: dict, days: float = 1.0, interval_s: int | None = None, dr: int |
     chip_radio = kind in ("sx1276", "sx1262")
     api = chip_radio and lib_dir is None
     notes = []
-    with _node_folder():
+    with _node_folder(), _tcxo_off_busy():
         with open("board.json", "w") as f:
             json.dump(b, f)
         Keys(NVS("cn_keys")).set(DEV_EUI, bytes(8), APP_KEY)
