@@ -181,12 +181,15 @@ class Bridge:
             self._by_out_mid[info.mid] = entry
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
-        entry = self._by_out_mid.pop(mid, None)
+        entry = self._by_out_mid.get(mid)
         if entry is None:
             return
         self.counters.published += 1
         entry[2] = True
         self._ack_ready(client)
+        # only now is it no longer in flight: a stopping run() waits until nothing is, then disconnects; had the
+        # entry gone first, its input's PUBACK could be queued after the DISCONNECT and the input come again
+        del self._by_out_mid[mid]
         self._drain(client)
 
     def _ack_ready(self, client) -> None:
