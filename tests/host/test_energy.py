@@ -49,7 +49,7 @@ def test_tx_current_by_pin_and_power(fake):
     assert model.current_ma("rad", "tx", "PA_BOOST:22") == 120.0
     assert model.current_ma("rad", "rx", "DCDC") == 4.0
     assert model.current_ma("rad", "off") == 0.0
-    with pytest.raises(model.ModelError, match="PA/regulator 'LDO'"):
+    with pytest.raises(model.ModelError, match="no TX rows for PA 'LDO'"):
         model.current_ma("rad", "tx", "LDO:14")
     with pytest.raises(model.ModelError, match="no figure for state 'cad'"):
         model.current_ma("rad", "cad")
@@ -185,3 +185,26 @@ def test_the_sx1262_twin_stays_on_its_ldo_unless_the_dcdc_is_selected():
     spi.write(bytes((0x96, 0x01)))  # SetRegulatorMode: DC-DC
     cs(1)
     assert t.dcdc is True
+
+
+def test_the_sx1262_twin_reports_tx_by_the_pa_set_up():
+    """TX current follows the PA configuration (DS 13.1.14.1): micropython-lib keeps the +22 dBm set-up for any
+    power but 20/17/14 dBm (HP rows), and uses the optimal settings for those (HPOPT rows)."""
+    from citynode.hwsim.radio import Air
+    from citynode.hwsim import twin_sx126x as T
+
+    clock = VirtualClock()
+    hw.use(clock, "esp32s3")
+    t = T.SX1262Twin(clock, Air(clock), 9, 8, 13, dio1=14, reset=12)
+    seen = []
+
+    class Rec:
+        def change(self, twin, state, detail, for_us, then):
+            seen.append((state, detail))
+
+    t.meter = Rec()
+    t.pa, t.tx_power = (0x04, 0x07, 0x00, 0x01), 12
+    t.mode = T.TX
+    t.pa, t.tx_power = (0x02, 0x02, 0x00, 0x01), 22
+    t.mode = T.TX
+    assert seen == [("tx", "HP:12"), ("tx", "HPOPT:14")]  # the 14 dBm optimal set-up with SetTxParams +22

@@ -49,9 +49,9 @@ def _tx_ma(table: dict, detail: str | None, where: str) -> float:
     in dBm between the two rows around it; below the lowest row, that row's current (an upper bound: the
     datasheets list no lower power for the pin); above the highest, the highest row's."""
     pin, _, dbm_s = (detail or "").partition(":")
-    rows = table.get(pin)
+    rows = table.get(pin) if not pin.startswith("_") else None
     if rows is None:
-        raise ModelError(f"{where}: no TX rows for PA/regulator {pin!r} (have {sorted(table)})")
+        raise ModelError(f"{where}: no TX rows for PA {pin!r} (have {sorted(k for k in table if k[0] != '_')})")
     dbm = float(dbm_s)
     pts = sorted((float(k), v["mA"]) for k, v in rows.items())
     if dbm <= pts[0][0]:

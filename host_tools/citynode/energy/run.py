@@ -169,8 +169,8 @@ def run(board: dict, days: float = 1.0, interval_s: int | None = None, dr: int |
             meter.add("pmic", "axp192", "on")
         link = None
         if api:
-            pa = b["radio"].get("tx_ant", "PA_BOOST") if kind == "sx1276" else "LDO"
-            modem = SimModem(vb.air, "vnode", clock=clock, pa=pa)
+            pa = b["radio"].get("tx_ant", "PA_BOOST") if kind == "sx1276" else "HP"
+            modem = SimModem(vb.air, "vnode", clock=clock, pa=pa, reg=None if kind == "sx1276" else "LDO")
             meter.watch("radio", modem, kind)
             link = lora_mac(modem, clock, {"adr": settings.get("adr", True)}, DEV_EUI, bytes(8), APP_KEY)
             notes.append(f"radio: no micropython-lib driver given; the {kind} is the API-level modem "

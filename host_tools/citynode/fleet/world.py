@@ -128,7 +128,7 @@ class NodeWorld:
                 self.meter.watch(name, twin, name)
         r = self.board.get("radio") or {}
         self.radio_part = r.get("type", "sx1276") if r.get("type") in ("sx1276", "sx1262") else "sx1276"
-        self.radio_pa = r.get("tx_ant", "PA_BOOST") if self.radio_part == "sx1276" else "LDO"
+        self.radio_pa = r.get("tx_ant", "PA_BOOST") if self.radio_part == "sx1276" else "HP"
         self.cell = Cell(cell_mah, lambda: self.meter.usage().total_mah(), start_soc=0.95)
         self.bat_twin = BatteryTwin(R1, R2, self.cell.millivolts)
         self.bat_twin.attach(self.adc)
@@ -204,6 +204,7 @@ class NodeWorld:
         if self.modem is None:
             self.modem = FleetModem(self.air, self.clock, self.name)
             self.modem.pa = self.radio_pa
+            self.modem.reg = None if self.radio_part == "sx1276" else "LDO"
             self.meter.watch("radio", self.modem, self.radio_part)
         return self.modem
 

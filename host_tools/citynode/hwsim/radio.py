@@ -95,8 +95,9 @@ class SimModem(Powered):
 
     power_state = "standby"  # as the driver leaves the chip after its set-up
 
-    def __init__(self, air, name="node", snr=7, rssi=-95, clock=None, pa="PA_BOOST"):
-        self.pa = pa  # what the chip's transmitter runs on, for the meter: "PA_BOOST"/"RFO" (SX1276), "LDO"/"DCDC" (SX1262)
+    def __init__(self, air, name="node", snr=7, rssi=-95, clock=None, pa="PA_BOOST", reg=None):
+        self.pa = pa  # the chip's transmitter, for the meter: "PA_BOOST"/"RFO" (SX1276), "HP" (SX1262 at +22 dBm set-up)
+        self.reg = reg  # the SX1262's regulator for RX: "LDO" (micropython-lib never selects the DC-DC), None for SX1276
         self.air = air
         self.clock = air.clock if clock is None else clock
         self.name = name
@@ -153,7 +154,7 @@ class SimModem(Powered):
         t1 = t0 + (600000 if timeout_ms is None else timeout_ms) * 1000
         cfg = self.cfg
         tx = self.air.take(t0, t1, cfg["freq_khz"], cfg["sf"], _bw_khz(cfg["bw"]), bool(cfg["invert_iq_rx"]))
-        self._power("rx", self.pa if self.pa in ("LDO", "DCDC") else None)
+        self._power("rx", self.reg)
         if tx is None:
             c.sleep_us(t1 - t0)
             self._power("standby")

@@ -216,16 +216,17 @@ class SX1262Twin(Powered):
         self._report()
 
     def _report(self):
-        """Tell the meter (if any) the state the chip is in now (hwsim.power): RX, TX and FS draw what the
-        regulator the driver chose gives (DS 3.1 Table 3-5/3-6: LDO or DC-DC), TX also by the power set."""
+        """Tell the meter (if any) the state the chip is in now (hwsim.power): RX and FS draw what the regulator
+        the driver chose gives (DS Table 3-5: LDO or DC-DC); TX by the PA set-up and the power set."""
         st = self.state()
         if self.meter is None:
             self.power_state = st
             return
         reg = "DCDC" if getattr(self, "dcdc", False) else "LDO"
-        if st == "tx":
+        if st == "tx":  # TX draws by the PA set-up (DS 13.1.14.1): +22 dBm match, or one of its optimal settings
             p = self.power_dbm()
-            self._power(st, "%s:%d" % (reg, self.tx_power if p is None else p))
+            pa = "HP" if (self.pa[0], self.pa[1]) == (0x04, 0x07) else "HPOPT"
+            self._power(st, "%s:%d" % (pa, self.tx_power if p is None else p))
         elif st in ("rx", "fs"):
             self._power(st, reg)
         else:
