@@ -7,7 +7,7 @@ from micropython import const
 
 from cnode import crash, osfs
 from cnode.app import FPORT_CMD, Node
-from cnode.board import _ALIAS, WDT_MS, Hardware, load
+from cnode.board import WDT_MS, Hardware, load
 from cnode.config import NVS_SETTINGS, Config, Keys
 from cnode.downlink import ACT_REBOOT, ACT_SEND, Downlink
 from cnode.queue import Queue
@@ -91,12 +91,9 @@ class Runner:
         self.hw = Hardware(board, machine)
         self.hw.power_on(clock)
         gc.collect()  # between set-up steps: each one's garbage is gone before the next allocates (no holes)
-        nap = Napping(clock, machine, self.radio_sleep)  # for waits that need no CPU
-        for s in board.get("sensors", ()):  # not while a pulse counter is being set up (its IRQs need the CPU)
-            if _ALIAS.get(s.get("driver"), s.get("driver")) == "pulse":
-                nap.on = False
-        self.sampler = Sampler(self.hw.slots(clock, nap), clock, extra=STATUS)
-        nap.on = counter(self.sampler) is None  # a pulse counter's interrupts need the CPU awake
+        nap = Napping(clock, machine, self.radio_sleep)  # for waits that need no CPU; off while the drivers are
+        self.sampler = Sampler(self.hw.slots(clock, nap), clock, extra=STATUS)  # set up (a counter's IRQs need it)
+        nap.on = counter(self.sampler) is None
         self.reboot = False
         if not self.keys.present():
             self.node = None
@@ -183,7 +180,7 @@ class Napping:
         self._t = time
         self._m = machine
         self._r = radio_sleep
-        self.on = True  # False: plain time.sleep_ms (a board that counts pulses in RAM)
+        self.on = False  # False: plain time.sleep_ms (until the Runner knows no driver counts pulses in RAM)
 
     def __getattr__(self, name):
         return getattr(self._t, name)

@@ -28,11 +28,7 @@ def register(sub) -> None:
 def driver_sources(board, index) -> tuple[str | None, str]:
     """A folder with micropython-lib's lora package as sources (for the chip's twin in this process), or None
     and why: from `index` if given, else from the cache only (the budget must answer in seconds, offline)."""
-    import hashlib
-    import tempfile
-    from pathlib import Path
-
-    from .mip import MipError, fetch_sources, packages_for
+    from .mip import MipError, fetch_sources, lib_folder, packages_for
 
     if not packages_for(board):
         return None, ""
@@ -42,15 +38,7 @@ def driver_sources(board, index) -> tuple[str | None, str]:
         src = fetch_sources(pk, index, offline=index is None)
     except MipError as e:
         return None, str(e)
-    h = hashlib.sha256(b"".join(p.encode() + d for p, d in sorted(src.items()))).hexdigest()[:16]
-    lib = Path(tempfile.gettempdir()) / f"citynode-lora-src-{h}"
-    if not (lib / ".done").exists():
-        for path, data in src.items():
-            dest = lib / path
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-        (lib / ".done").write_text("ok")
-    return str(lib), ""
+    return lib_folder(sorted(src.items()), "citynode-lora-src"), ""
 
 
 def cmd_budget(args) -> int:

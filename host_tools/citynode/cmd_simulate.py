@@ -99,11 +99,7 @@ def radio_lib(board, index) -> str | None:
     """A folder with micropython-lib's `lora` package for the board's chip (verified against the lock and
     compiled, as `citynode flash` installs it), or None (said on stderr) when the drivers cannot be had: the
     simulation then runs the API-level modem."""
-    import hashlib
-    import tempfile
-    from pathlib import Path
-
-    from .mip import MipError, driver_files
+    from .mip import MipError, driver_files, lib_folder
 
     try:
         files = driver_files(board, index)
@@ -113,15 +109,7 @@ def radio_lib(board, index) -> str | None:
         return None
     if not files:
         return None
-    h = hashlib.sha256(b"".join(p.encode() + d for p, d in files)).hexdigest()[:16]
-    lib = Path(tempfile.gettempdir()) / f"citynode-lora-{h}"
-    if not (lib / ".done").exists():
-        for path, data in files:
-            dest = lib / path.removeprefix("lib/")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-        (lib / ".done").write_text("ok")
-    return str(lib)
+    return lib_folder(((p.removeprefix("lib/"), d) for p, d in files), "citynode-lora")
 
 
 def cmd_simulate(args) -> int:

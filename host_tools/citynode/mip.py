@@ -297,3 +297,18 @@ def driver_files(board, index: str | os.PathLike | Index | None = None, *, chip:
         return []
     sources = fetch_sources(packages, index, lock=lock, cache=cache, offline=offline)
     return compile_sources(sources, chip or board.chip)
+
+
+def lib_folder(files, prefix: str) -> str:
+    """A folder under the temporary directory holding `files` ((path, bytes), paths relative to it), named by
+    their hash so that a second call with the same files reuses it; written once, marked complete by .done."""
+    files = list(files)
+    h = hashlib.sha256(b"".join(p.encode() + d for p, d in files)).hexdigest()[:16]
+    lib = Path(tempfile.gettempdir()) / f"{prefix}-{h}"
+    if not (lib / ".done").exists():
+        for path, data in files:
+            dest = lib / path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        (lib / ".done").write_text("ok")
+    return str(lib)

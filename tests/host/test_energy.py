@@ -208,3 +208,20 @@ def test_the_sx1262_twin_reports_tx_by_the_pa_set_up():
     t.pa, t.tx_power = (0x02, 0x02, 0x00, 0x01), 22
     t.mode = T.TX
     assert seen == [("tx", "HP:12"), ("tx", "HPOPT:14")]  # the 14 dBm optimal set-up with SetTxParams +22
+
+
+def test_a_deep_sleeping_fleet_node_naps_its_pm_warm_up():
+    """The fleet's node is built as the Runner builds it: the SDS011's 30 s warm-up is light sleep, and the
+    battery channel reads the cell curve at the charge the meter counted."""
+    from citynode.fleet.sim import SimConfig, Simulation
+
+    sim = Simulation(SimConfig(nodes=1, days=0.05, deep_sleep=True, drain_s=0))
+    res = sim.run()
+    w = sim.worlds[0]
+    rows = {(x.component, x.state): x.seconds for x in w.meter.usage().rows}
+    wakes = w.boots
+    assert wakes >= 10
+    assert rows[("cpu", "light_sleep")] == pytest.approx(30.0 * (wakes - 1), abs=31)  # the last may be under way
+    assert rows[("cpu", "idle")] < rows[("cpu", "light_sleep")]  # awake only for the join and the windows
+    n = res.nodes[0]
+    assert n["mah_per_day"] > 0 and n["battery_days"] > 0 and 3000 < n["battery_mv"] <= 4200

@@ -33,7 +33,7 @@ def window_ms(sf: int) -> int:
 
 def hand_mah_per_day(r) -> float:
     """By hand: the board's own draw all day; per wake the boot, the BME280 (2 ms start-up after its reset, 8 ms
-    forced measurement: datasheet typical for x1 oversampling; the CPU waits them in light sleep), and per uplink its airtime, the waits to RX1
+    forced measurement: datasheet typical for x1 oversampling, which the CPU waits in light sleep), and per uplink its airtime, the waits to RX1
     (1 s, the join's 5 s) and RX2 (1 s later), and both windows (RX1 at the uplink's SF, RX2 at SF12); the rest of
     the day the ESP32 in deep sleep and the radio asleep. Frames (size, SF) are read off the air."""
     ma = model.current_ma
@@ -50,8 +50,10 @@ def hand_mah_per_day(r) -> float:
     wait_s = sum((1000 - MARGIN_MS) / 1000 + (1000 - rx1) / 1000 for rx1 in rx1_ms) + joins * 4
     wait_s -= answered * (1000 - window_ms(7)) / 1000
     listen_s = (sum(rx1_ms) + rx2_ms * (len(ups) - answered)) / 1000
-    bme_s = 0.010 * wakes  # the BME280's waits: an I2C driver waits in light sleep (cnode.runner.Napping)
-    awake_s = air_s + wait_s + listen_s
+    # the BME280's measurement: an I2C driver waits in light sleep (cnode.runner.Napping); its start-up after the
+    # soft reset comes while the drivers are being set up, when the napping clock is still off: awake
+    bme_s = 0.008 * wakes
+    awake_s = 0.002 * wakes + air_s + wait_s + listen_s
     boot = model.part("esp32s3")["states"]["boot"]
     mas = {  # mA x seconds per component
         "board": ma("board:" + BOARD, "on") * day_s,

@@ -45,7 +45,6 @@ class Cell:
         self.capacity_mah = capacity_mah
         self.drawn_mah = drawn_mah  # fn() -> mAh drawn so far (the meter's total)
         self.start_soc = start_soc
-        self.pts = ocv_points()
 
     def millivolts(self, ms=None) -> int:
         drawn = self.drawn_mah() if self.drawn_mah is not None else 0.0

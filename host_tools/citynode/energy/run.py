@@ -16,7 +16,7 @@ DEV_EUI = bytes.fromhex("70b3d57ed00e0e0e")
 APP_KEY = bytes(range(16))
 # meter component name and part of each twin VirtualBoard builds (its name there is the board file's driver)
 PARTS = {"bme280": "bme280", "sht4x": "sht4x", "scd4x": "scd4x", "sds011": "sds011", "pms5003": "pms5003",
-         "sps30": "sps30", "gps_nmea": "gps", "nmea": "gps", "qmc5883l": "qmc5883l", "vl53l1x": "vl53l1x"}
+         "sps30": "sps30", "gps_nmea": "gps", "qmc5883l": "qmc5883l", "vl53l1x": "vl53l1x"}
 _I2C_ADDR = {"bme280": "0x76", "sht4x": "0x44", "scd4x": "0x62", "qmc5883l": "0x0D", "vl53l1x": "0x29",
              "dnms": "0x55"}
 _UART_SENSORS = ("sds011", "pms5003", "sps30", "gps_nmea")

@@ -192,7 +192,10 @@ class NodeWorld:
         self.mac = mac
         reason = {1: 1, 4: 4, 3: 3, 2: 2}.get(self.reset_cause, 0)
         # on a board that deep-sleeps, cnode.runner gives the node a clock whose warm-up wait is a light sleep
-        nap = Napping(c, self, modem.sleep) if self.deep_sleep and self.counter is None else c
+        nap = c
+        if self.deep_sleep and self.counter is None:
+            nap = Napping(c, self, modem.sleep)
+            nap.on = True  # as the Runner turns it on once no driver counts pulses in RAM
         self.meter.set("cpu", "idle")
         self.meter.extra("cpu", "boot", int((model.state_ms(self.cpu_part, "boot") or 0) * 1000))
         self.node = Node(nap, sampler, queue, mac, interval_s=self.interval_s, rtc=self, reboot_reason=reason,
