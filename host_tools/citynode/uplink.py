@@ -20,6 +20,10 @@ class Uplink:
     device: str | None = None  # DevEUI (lower-case hex) or device id
     fcnt: int | None = None
     received: str | None = None  # ISO time at the network server
+    session: str | None = None  # the network server's id of the device's session (a re-join starts a new one)
+    gateways: int | None = None  # gateways that received it
+    rssi: float | None = None  # best gateway's, dBm
+    snr: float | None = None  # best gateway's, dB
 
 
 def _hex_or_b64(s: str) -> bytes:
@@ -80,7 +84,9 @@ def parse_ttn(msg: dict) -> Uplink:
     return Uplink(_b64(up.get("frm_payload"), "uplink_message.frm_payload"),
                   _uint(up, "f_port", "uplink_message.f_port"), dev,
                   _uint(up, "f_cnt", "uplink_message.f_cnt", 0),
-                  _str(up.get("received_at")) or _str(msg.get("received_at")))
+                  _str(up.get("received_at")) or _str(msg.get("received_at")),
+                  _str(up.get("session_key_id")) or _str(ids.get("dev_addr")),
+                  *_radio(up.get("rx_metadata")))
 
 
 def parse_chirpstack(msg: dict) -> Uplink:
@@ -89,7 +95,21 @@ def parse_chirpstack(msg: dict) -> Uplink:
         raise UplinkError("not a ChirpStack up event (no data/deviceInfo)")
     info = _obj(msg, "deviceInfo", "deviceInfo")
     return Uplink(_b64(msg.get("data"), "data"), _uint(msg, "fPort", "fPort"), _dev(info.get("devEui")),
-                  _uint(msg, "fCnt", "fCnt"), _str(msg.get("time")))
+                  _uint(msg, "fCnt", "fCnt"), _str(msg.get("time")), _str(msg.get("devAddr")),
+                  *_radio(msg.get("rxInfo")))
+
+
+def _radio(rx) -> tuple[int | None, float | None, float | None]:
+    """(gateway count, best RSSI, its SNR) from a list of per-gateway metadata; Nones where absent."""
+    if not isinstance(rx, list):
+        return None, None, None
+    best = None
+    for g in rx:
+        r = g.get("rssi") if isinstance(g, dict) else None
+        if isinstance(r, (int, float)) and not isinstance(r, bool) and (best is None or r > best[0]):
+            s = g.get("snr")
+            best = (r, s if isinstance(s, (int, float)) and not isinstance(s, bool) else None)
+    return len(rx), (best[0] if best else None), (best[1] if best else None)
 
 
 def parse_line(line: str, kind: str) -> Uplink:

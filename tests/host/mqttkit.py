@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
@@ -41,17 +43,24 @@ def wait_port(port: int, up: bool = True, timeout: float = 10.0) -> None:
 
 
 class Mosquitto:
-    """mosquitto -c CONF on 127.0.0.1:PORT; queues without limit so that no QoS 1 message is dropped."""
+    """mosquitto -c CONF on 127.0.0.1:PORT with its stock settings (a session away keeps 1,000 messages, the
+    rest are dropped), or tuned: queues without limit, as docs/platform.md recommends."""
 
-    def __init__(self, workdir: Path | None = None, port: int | None = None):
+    def __init__(self, workdir: Path | None = None, port: int | None = None, tuned: bool = False):
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="mosq"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self.tuned = tuned
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             "max_queued_messages 0\npersistence false\n"
-                             f"log_dest file {self.dir / 'mosquitto.log'}\n")
+                             + ("max_queued_messages 0\n" if tuned else "")
+                             + f"log_dest file {self.dir / 'mosquitto.log'}\n")
         self.proc: subprocess.Popen | None = None
+
+    def dropped(self) -> int:
+        """How often this broker logged that it dropped messages for a client."""
+        log = self.dir / "mosquitto.log"
+        return log.read_text(errors="replace").count("Outgoing messages are being dropped") if log.exists() else 0
 
     def start(self) -> "Mosquitto":
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
@@ -73,12 +82,16 @@ class Collector:
         self.messages: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
         self._subscribed = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"collector-{os.getpid()}-{id(self)}")
+        # MQTT v5 with a large Receive Maximum: a stock broker keeps everything in flight for it, none queued
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"collector-{os.getpid()}-{id(self)}",
+                        protocol=MQTTProtocolVersion.MQTTv5)
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, qos=1)
         c.on_subscribe = lambda *a: self._subscribed.set()
         c.on_message = self._on_message
         c.max_queued_messages_set(0)
-        c.connect("127.0.0.1", port)
+        props = Properties(PacketTypes.CONNECT)
+        props.ReceiveMaximum = 65535
+        c.connect("127.0.0.1", port, properties=props)
         c.loop_start()
         self.client = c
         if not self._subscribed.wait(10):
@@ -156,10 +169,12 @@ class BridgeProc:
     """`citynode bridge` in its own process; lines of its log are collected by a reader thread."""
 
     def __init__(self, port: int, kind: str, subscribe: str, publish: str, group: str | None = None,
-                 client_id: str | None = None, extra: tuple[str, ...] = ()):
+                 client_id: str | None = None, extra: tuple[str, ...] = (), state: Path | None = None):
+        # a state file of its own unless given (a restarted bridge gets its predecessor's)
+        self.state = state or Path(tempfile.mkdtemp(prefix="bridge-state")) / "state.sqlite"
         cmd = [sys.executable, "-m", "citynode.cli", "bridge", "--broker", f"mqtt://127.0.0.1:{port}",
                "--input", kind, "--subscribe", subscribe, "--publish", publish, "--min-delay", "0.1",
-               "--max-delay", "0.5", *extra]
+               "--max-delay", "0.5", "--state", str(self.state), *extra]
         if group:
             cmd += ["--group", group]
         if client_id:

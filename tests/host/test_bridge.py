@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from citynode.bridge import convert, parse_broker
+from citynode.bridge import BATCH, convert, parse_broker
 from citynode.errors import UsageError
 from citynode.payload import encode
 from mqttkit import BridgeProc, Collector, Mosquitto, chirpstack_event, publish_all, ttn_message
@@ -28,9 +28,9 @@ SINGLE_SENML = (
     '{"n": "pm2_5", "u": "ug/m3", "v": 3.3}, {"n": "pm10", "u": "ug/m3", "v": 9.4}]')
 
 
-@pytest.fixture
-def broker(tmp_path):
-    m = Mosquitto(tmp_path).start()
+@pytest.fixture(params=["stock", "tuned"])
+def broker(request, tmp_path):
+    m = Mosquitto(tmp_path, tuned=request.param == "tuned").start()
     yield m
     m.stop()
 
@@ -65,7 +65,7 @@ def test_decodes_and_republishes_exactly(broker):
     out = Collector(broker.port, "city/senml/#")
     b = BridgeProc(broker.port, "ttn", "v3/city@ttn/devices/+/up", "city/senml")
     try:
-        b.wait_line("subscribed to v3/city@ttn/devices/+/up")
+        b.wait_line("subscribed to $share/citynode-bridge-")
         publish_all(broker.port, [
             ("v3/city@ttn/devices/node-0001/up", ttn_message(SINGLE, DEV1)),
             ("v3/city@ttn/devices/node-0002/up", ttn_message(STATUS, DEV2)),
@@ -78,19 +78,20 @@ def test_decodes_and_republishes_exactly(broker):
         summary = b.stop()
         out.close()
     assert len(msgs) == 5
-    assert msgs[0] == ("city/senml/70b3d57ed0000001", SINGLE_SENML.encode())
-    assert msgs[1] == ("city/senml/70b3d57ed0000002", (
+    # the bridge's sessions share the load, so uplinks of different devices may come out in any order
+    data = sorted(m for m in msgs if m[0] != "city/senml/_errors")
+    assert data == [("city/senml/70b3d57ed0000001", SINGLE_SENML.encode()), ("city/senml/70b3d57ed0000002", (
         '[{"bn": "urn:dev:deveui:70b3d57ed0000002:", "bt": 1546304400, "n": "battery", "u": "V", "v": 3.912}, '
         '{"n": "reboot_reason", "v": 4}, {"n": "fw_version", "v": 10200}, '
-        '{"n": "queue_depth", "u": "count", "v": 3}, {"n": "dropped", "u": "count", "v": 0}]').encode())
-    errors = [json.loads(p) for t, p in msgs[2:]]
-    assert [t for t, _ in msgs[2:]] == ["city/senml/_errors"] * 3
-    assert errors[0]["topic"] == "v3/city@ttn/devices/node-0002/up"
-    assert errors[0]["error"].startswith("bad JSON: Expecting value")
-    assert errors[0]["payload_b64"] == "dGhpcyBpcyBub3QgSlNPTg=="
-    assert errors[1]["error"].startswith("not CBOR")
-    assert errors[2]["error"] == "FPort 1 is not the citynode data port 2"
-    assert summary == "citynode bridge: 5 received, 5 published, 3 errors"
+        '{"n": "queue_depth", "u": "count", "v": 3}, {"n": "dropped", "u": "count", "v": 0}]').encode())]
+    errors = sorted((json.loads(p) for t, p in msgs if t == "city/senml/_errors"), key=lambda e: e["error"])
+    assert len(errors) == 3
+    assert errors[1]["topic"] == "v3/city@ttn/devices/node-0002/up"
+    assert errors[1]["error"].startswith("bad JSON: Expecting value")
+    assert errors[1]["payload_b64"] == "dGhpcyBpcyBub3QgSlNPTg=="
+    assert errors[2]["error"].startswith("not CBOR") and errors[2]["device"] == DEV1
+    assert errors[0]["error"] == "FPort 1 is not the citynode data port 2"
+    assert summary == "citynode bridge: 5 received, 2 published, 3 errors, 0 duplicates dropped, 0 missing upstream"
     # one log line per bad message
     assert sum(" message on v3/city@ttn/devices/" in x for x in b.log) == 3
 
@@ -133,11 +134,11 @@ def test_broker_restart_bridge_reconnects(tmp_path):
     broker = Mosquitto(tmp_path).start()
     b = BridgeProc(broker.port, "ttn", "up/#", "o", client_id="bridge-restart")
     try:
-        b.wait_line("subscribed to up/#")
+        b.wait_line("subscribed to $share/")
         broker.stop()
         b.wait_line("disconnected from")
         broker.start()
-        b.wait_line("subscribed to up/#")  # reconnected (with back-off) and subscribed again
+        b.wait_line("subscribed to $share/")  # reconnected (with back-off) and subscribed again
         out = Collector(broker.port, "o/#")
         publish_all(broker.port, [("up/x", ttn_message(SINGLE, DEV1))])
         msgs = out.wait_for(1)
@@ -153,7 +154,7 @@ def _mid_run(broker, n, prefix, client_id):
     collector on PREFIX/#; returns once 300 outputs arrived: (collector, bridge, publisher thread)."""
     out = Collector(broker.port, f"{prefix}/#")
     b = BridgeProc(broker.port, "ttn", "up/#", prefix, client_id=client_id)
-    b.wait_line("subscribed to up/#")
+    b.wait_line("subscribed to $share/")
     msgs = [(f"up/{i}", ttn_message(f, DEV1, fcnt=i)) for i, f in enumerate(numbered_frames(n))]
     pub = threading.Thread(target=publish_all, args=(broker.port, msgs))
     pub.start()
@@ -162,15 +163,16 @@ def _mid_run(broker, n, prefix, client_id):
 
 
 def test_killed_bridge_loses_no_message(broker):
-    """SIGKILL mid-run, then the same client id again: the persistent session redelivers what was not
-    acknowledged, so every uplink is published at least once (a few twice)."""
+    """SIGKILL mid-run, then the same client id and state file again: the persistent sessions redeliver what was
+    not acknowledged, so every uplink is published; twice only those of the batch whose outputs the broker had
+    taken while the kill came before their delivery was recorded (docs/platform.md, delivery contract)."""
     n = 3000
     out, b, pub = _mid_run(broker, n, "k", "bridge-kill")
     b.kill()
     killed_at = out.count()
     pub.join()
     assert 300 <= killed_at < n  # the kill happened mid-run
-    b2 = BridgeProc(broker.port, "ttn", "up/#", "k", client_id="bridge-kill")
+    b2 = BridgeProc(broker.port, "ttn", "up/#", "k", client_id="bridge-kill", state=b.state)
     try:
         b2.wait_line("session present: True")
         expected = [("k/70b3d57ed0000001", T + 60 * i) for i in range(n)]
@@ -186,9 +188,8 @@ def test_killed_bridge_loses_no_message(broker):
         out.close()
     got = keys(msgs)
     assert set(got) == set(expected)
-    # published twice: outputs the broker had taken but whose PUBACK (or our ack of the input) was still on
-    # the wire at the kill; paho keeps at most 100 outputs in flight, so far fewer than n
-    assert len(got) - n < 500, len(got) - n
+    # published twice: at most the one batch in hand at the kill
+    assert len(got) - n <= BATCH, len(got) - n
     print(f"killed after {killed_at} outputs; {len(got) - n} published twice")
 
 
@@ -204,7 +205,7 @@ def test_stopped_bridge_finishes_what_is_in_flight_and_the_next_takes_the_rest(b
     assert m, summary
     received, published = int(m.group(1)), int(m.group(2))
     assert 300 <= received == published < n  # stopped mid-run, with nothing left half done
-    b2 = BridgeProc(broker.port, "ttn", "up/#", "s", client_id="bridge-stop")
+    b2 = BridgeProc(broker.port, "ttn", "up/#", "s", client_id="bridge-stop", state=b.state)
     try:
         b2.wait_line("session present: True")
         msgs = out.wait_for(n, timeout=60)
