@@ -45,9 +45,23 @@ def register(sub) -> None:
     p.add_argument("--report", help="write the report (JSON)")
 
 
-def replay_series(paths: list[str]):
+def _held_channels(rows) -> dict[str, Held]:
+    """One sample-and-hold series per channel, from the rows that carry that channel (a row without it does not
+    end the value recorded before)."""
+    per: dict[str, list] = {}
+    for t, vals in rows:
+        for ch, v in vals.items():
+            per.setdefault(ch, []).append((t, {ch: v}))
+    return {ch: Held(r, max_age=10 ** 9) for ch, r in per.items()}
+
+
+def replay_series(paths: list[str], days: float | None = None):
     """(start unix, env series, pm series, counter) from recorded files. Series are functions of ms since the
-    start; counter is (channel, [count per hour from the start]) from a counter CSV, or None."""
+    start (None: nothing recorded for them, the simulation's synthetic series apply); counter is (channel, [count
+    per hour from the start]) from a counter CSV, or None. The start is the first second at which every recorded
+    channel has a value, so that a replayed channel only ever gives what was recorded (held from its last row);
+    only channels the recording lacks (pressure beside a DHT22) come from the synthetic series. With `days`, a
+    run that outlasts a recording is said on stderr (its last values are held)."""
     files = []
     for p in paths:
         found = sorted(glob.glob(p)) or [p]
@@ -65,22 +79,34 @@ def replay_series(paths: list[str]):
         counter_rows = [r for f in by_kind.get("counter", []) for r in read_counter_csv(f)]
     except (OSError, ValueError, KeyError) as e:
         raise CitynodeError(f"cannot read replay data: {e}") from None
-    firsts = [r[0][0] for r in (env_rows, pm_rows, counter_rows) if r]
-    if not firsts:
+    counter_rows.sort(key=lambda r: r[0])
+    env = _held_channels(env_rows)
+    pm = _held_channels(pm_rows)
+    spans = {ch: (h.t[0], h.t[-1]) for ch, h in (*env.items(), *pm.items())}
+    if counter_rows:
+        spans[next(iter(counter_rows[0][1]))] = (counter_rows[0][0], counter_rows[-1][0])
+    if not spans:
         raise CitynodeError("no rows in the replay files")
-    start = min(firsts)
-    env = Held(env_rows, max_age=10 ** 9) if env_rows else None
-    pm = Held(pm_rows, max_age=10 ** 9) if pm_rows else None
+    start = max(first for first, _ in spans.values())
+    end = min(last for _, last in spans.values())
+    if end < start:
+        raise CitynodeError("the replay files do not overlap in time: " + ", ".join(
+            f"{ch} {first}..{last}" for ch, (first, last) in sorted(spans.items())) + " (unix s)")
+    if days is not None and start + days * 86400 > end:
+        print(f"citynode simulate: the recordings cover {(end - start) / 3600:.1f} h from their common start; "
+              "after that the last recorded values are held", file=sys.stderr)
     from .hwsim.twin_bme280 import diurnal
 
     def env_series(ms):
-        v = dict(diurnal(ms))
-        if env is not None:
-            v.update(env.at(start + int(ms // 1000)))
+        v = diurnal(ms)  # only for channels the recording lacks: every recorded one is replaced below
+        t = start + int(ms // 1000)
+        for ch, h in env.items():
+            v[ch] = h.at(t)[ch]
         return v
 
     def pm_series(ms):
-        return pm.at(start + int(ms // 1000)) if pm is not None else {"pm2_5": 5.0, "pm10": 9.0}
+        t = start + int(ms // 1000)
+        return {ch: h.at(t)[ch] for ch, h in pm.items()}
 
     counter = None
     if counter_rows:
@@ -90,9 +116,10 @@ def replay_series(paths: list[str]):
         hours: dict[int, float] = {}
         for t, v in counter_rows:
             h = (t - start) // 3600
-            hours[h] = hours.get(h, 0) + v[channel]
-        counter = (channel, [int(hours.get(h, 0)) for h in range(max(hours) + 1)])
-    return start, env_series, (pm_series if pm is not None else None), counter
+            if h >= 0:  # hours before the common start are not replayed
+                hours[h] = hours.get(h, 0) + v[channel]
+        counter = (channel, [int(hours.get(h, 0)) for h in range(max(hours) + 1)] if hours else [])
+    return start, (env_series if env else None), (pm_series if pm else None), counter
 
 
 def radio_lib(board, index) -> str | None:
@@ -125,7 +152,7 @@ def cmd_simulate(args) -> int:
             raise CitynodeError("--battery must be a positive number of mAh")
         cfg.battery_mah = args.battery
     if args.replay:
-        cfg.start_unix, cfg.env_series, cfg.pm_series, cfg.counter = replay_series(args.replay)
+        cfg.start_unix, cfg.env_series, cfg.pm_series, cfg.counter = replay_series(args.replay, args.days)
     if cfg.deep_sleep and cfg.counter is not None:  # as cnode.runner.sleep_deep decides on a board
         print("citynode simulate: counting nodes stay in light sleep (a pulse counter counts in RAM between "
               "cycles); --deep-sleep does not apply to them", file=sys.stderr)

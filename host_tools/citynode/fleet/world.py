@@ -101,13 +101,16 @@ class NodeWorld:
         self.deep_sleep = deep_sleep
         self.confirmed = confirmed
         self.rng = random.Random(seed)
-        offset_ms = self.rng.uniform(-1.0, 1.0) * 1800_000  # a different micro-climate per node
-        base_env = env_series or diurnal
-        self.env_series = lambda ms: base_env(ms + offset_ms)
+        offset_ms = self.rng.uniform(-1.0, 1.0) * 1800_000  # a different micro-climate per node (synthetic)
+        # a replayed series is read at the node's true time, as recorded: every node sees the same values
+        self.env_series = env_series if env_series is not None else (lambda ms: diurnal(ms + offset_ms))
         self.pm_series = pm_series or synthetic_pm(seed)
         # hardware and persistent state (outlive reboots)
         self.i2c = hw.I2C(0)
-        self.bme_twin = BME280Twin(clock, self.env_series)
+        # a recording carries its sensor's noise: the twin adds none of its own (it dithers bits that the
+        # compensation ignores, so that a value held between recorded rows does not look like a stuck chip)
+        self.bme_twin = BME280Twin(clock, self.env_series) if env_series is None else BME280Twin(
+            clock, self.env_series, noise=0, dither=True)
         self.i2c.attach(0x76, _Witness(self.bme_twin, self))
         self.utc0_us = 0  # UTC (us since 2000) at virtual time 0: set by the simulation
         self.rtc_off_us = 0  # the board's wall clock minus virtual time (us); power_on() zeroes the clock

@@ -8,6 +8,9 @@
 # Writes are register/data pairs (datasheet 6.2.1); reads auto-increment from the last register address.
 # noise: each latched raw value moves by a pseudo-random -noise..+noise LSB (deterministic, seeded), as a
 # real ADC does, so a constant series does not look like a stuck sensor (about 0.0003 degC per LSB).
+# dither (for recorded series, which carry their own sensor's noise): instead, only the three lowest bits of
+# adc_T change from one measurement to the next; the compensation never reads them (t_fine uses adc_T >> 3 and
+# >> 4), so the raw data never repeat while every compensated value stays the one nearest the series.
 # Faults: fault("never_ready", n) keeps n measurements running forever; fault("stuck", n, raw) latches the
 # same raw (adc_T, adc_P, adc_H) n times (default: the last raw). NACK / timeout / disconnect: I2C.inject.
 import math
@@ -131,10 +134,11 @@ def _search(f, target, lo, hi, increasing, near=None):
 class BME280Twin(Powered):
     ADDR = 0x76
 
-    def __init__(self, clock, series=diurnal, t=VECTOR_T, p=VECTOR_P, h=VECTOR_H, noise=1, seed=280):
+    def __init__(self, clock, series=diurnal, t=VECTOR_T, p=VECTOR_P, h=VECTOR_H, noise=1, seed=280, dither=False):
         self.clock = clock
         self.power_state = "sleep"  # after power-on (DS 3.3.1)
         self.noise = noise
+        self.dither = dither
         self._rng = seed & 0x7FFFFFFF
         self.series = series
         self.t, self.p, self.h = tuple(t), tuple(p), tuple(h)
@@ -270,6 +274,8 @@ class BME280Twin(Powered):
             adc_t = self._jitter(adc_t, 0xFFFFF)
             adc_p = self._jitter(adc_p, 0xFFFFF)
             adc_h = self._jitter(adc_h, 0xFFFF)
+            if self.dither:
+                adc_t = (adc_t & 0xFFFF8) | (self.measurements & 7)
         self.raw = (adc_t, adc_p, adc_h)
         r = self.regs
         r[0xF7] = (adc_p >> 12) & 0xFF
