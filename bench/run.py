@@ -27,7 +27,7 @@ from citynode.runtime import run_mp  # noqa: E402
 # other benchmark scripts: each prints one JSON object as its last stdout line
 OTHERS = ("drivers_env.py", "drivers_uart.py", "drivers_mobility.py", "queue_bench.py", "airtime.py",
           "simulate_bench.py", "flash_bench.py", "provision_bench.py", "bridge_bench.py", "bringup_bench.py",
-          "node_life_bench.py", "energy_bench.py")
+          "node_life_bench.py", "energy_bench.py", "sta_bench.py")
 MICROPYTHON_ONLY = ("drivers_mobility.py", "queue_bench.py")  # scripts that measure heap only when run by micropython
 
 

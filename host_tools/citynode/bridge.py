@@ -103,7 +103,11 @@ class Delivery:
 class Output(Protocol):
     def deliver(self, items: list[Delivery]) -> int:
         """Make the items durable downstream; returns how many were new there (a repeat adds nothing).
-        Raises OutputDown when it should be tried again later."""
+        Raises OutputDown when it should be tried again later, CitynodeError when it never will work."""
+        ...
+
+    def problems(self) -> list[tuple[str | None, str]]:
+        """(device, reason) of what was delivered but refused downstream, since the last call."""
         ...
 
 
@@ -226,6 +230,9 @@ class MqttOutput:
         if refused:
             raise OutputDown(f"the broker refused {len(refused)} of {len(msgs)} SenML messages: {refused[0]}")
         return len(msgs)
+
+    def problems(self) -> list[tuple[str | None, str]]:
+        return []
 
 
 class Bridge:
@@ -362,9 +369,12 @@ class Bridge:
                 errors.append(self._error_record(m, f"internal error: {e!r}", up.device))
                 continue
             deliveries.append(Delivery(up, samples, dup=m.dup))
+        deliveries.sort(key=lambda d: (d.uplink.device or "", d.uplink.fcnt or 0))  # per device in order
         try:
             if deliveries:
                 self._until_delivered(deliveries)
+                for device, reason in self.output.problems():
+                    errors.append(self._error_record(None, reason, device))
             if errors:
                 self._publish_errors(errors)
         except _GiveUp:
@@ -384,6 +394,9 @@ class Bridge:
             try:
                 self.output.deliver(items)
                 return
+            except CitynodeError as e:  # retrying will not help: stop, nothing of the batch acknowledged
+                self.fail(f"output: {e}")
+                raise _GiveUp() from None
             except OutputDown as e:
                 if time.monotonic() >= self._deadline:
                     raise _GiveUp() from None
@@ -395,10 +408,13 @@ class Bridge:
                     time.sleep(0.05)
                 delay = min(delay * 2, self.max_delay)
 
-    def _error_record(self, m: _Msg, reason: str, device: str | None = None) -> str:
-        log.error("message on %s: %s", m.topic, reason)
-        rec = {"topic": m.topic, "error": reason, "time": time.time(),
-               "payload_b64": base64.b64encode(m.payload[:4096]).decode()}
+    def _error_record(self, m: _Msg | None, reason: str, device: str | None = None) -> str:
+        rec: dict = {"error": reason, "time": time.time()}
+        if m is None:
+            log.error("output: %s", reason)
+        else:
+            log.error("message on %s: %s", m.topic, reason)
+            rec.update(topic=m.topic, payload_b64=base64.b64encode(m.payload[:4096]).decode())
         if device:
             rec["device"] = device
         return json.dumps(rec)

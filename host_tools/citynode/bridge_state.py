@@ -58,7 +58,7 @@ class DeliveryState:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for device, fcnt, digest, session in uplinks:
+            for device, fcnt, digest, session in sorted(uplinks, key=lambda u: (u[0], u[1])):
                 db.execute("INSERT OR REPLACE INTO uplinks VALUES (?,?,?,?)", (device, fcnt, digest, now))
                 late += self._track(device, fcnt, session, now)
             if now - self._pruned > 600:

@@ -92,6 +92,8 @@ def cmd_bridge(args) -> int:
     except BridgeError as e:
         sys.stderr.write(f"citynode bridge: {e}\n")
         rc = 1
+    if output is not None:
+        sys.stderr.write(f"citynode bridge: {output.summary()}\n")
     c = bridge.counters
     sys.stderr.write(f"citynode bridge: {c.received} received, {c.published} published, {c.errors} errors, "
                      f"{c.duplicates} duplicates dropped, {c.missing} missing upstream\n")

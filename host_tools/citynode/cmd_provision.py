@@ -44,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the node's REPL")
     p.add_argument("--show-keys", action="store_true", help="also print JoinEUI and AppKey (DEV_EUI JOIN_EUI APP_KEY)")
 
-    p = add_command(sub, "registry", _registry_help, "Manage the device registry (init, list, export).",
+    p = add_command(sub, "registry", _registry_help, "Manage the device registry (init, list, locate, export).",
                     "citynode registry export --registry fleet.db --format tts-csv -o devices.csv")
     rsub = p.add_subparsers(dest="registry_command", metavar="ACTION", parser_class=type(p))
     p.set_defaults(registry_parser=p)
@@ -59,6 +59,13 @@ def register(sub) -> None:
     q = add_command(rsub, "list", cmd_registry_list, "List the devices (no keys): DevEUI, JoinEUI, id, board, "
                     "status, created.", "citynode registry list --registry fleet.db")
     q.add_argument("--registry", required=True, metavar="FILE")
+
+    q = add_command(rsub, "locate", cmd_registry_locate, "Record where a node is mounted (its SensorThings "
+                    "Location).", "citynode registry locate --registry fleet.db 70B3D57ED0000001 52.2799 8.0472")
+    q.add_argument("--registry", required=True, metavar="FILE")
+    q.add_argument("dev_eui", metavar="DEV_EUI")
+    q.add_argument("lat", type=float, metavar="LAT", help="WGS 84 latitude in degrees")
+    q.add_argument("lon", type=float, metavar="LON", help="WGS 84 longitude in degrees")
 
     q = add_command(rsub, "export", cmd_registry_export,
                     "Write the devices, WITH THEIR APPKEYS, for bulk import into The Things Stack or ChirpStack.",
@@ -184,6 +191,14 @@ def cmd_registry_list(args) -> int:
     print("dev_eui          join_eui         device_id            board          status       created")
     for d in devs:
         print(f"{d.dev_eui} {d.join_eui} {d.device_id:<20} {d.board or '-':<14} {d.status:<12} {d.created}")
+    return 0
+
+
+def cmd_registry_locate(args) -> int:
+    with _open_registry(args.registry, False) as reg:
+        reg.set_location(args.dev_eui, args.lat, args.lon)
+        eui = reg.get(args.dev_eui).dev_eui
+    print(f"{eui}: {args.lat:.6f}, {args.lon:.6f}")
     return 0
 
 

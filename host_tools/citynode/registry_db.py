@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS devices (
     status TEXT NOT NULL CHECK (status IN ('new', 'provisioned', 'failed', 'retired')),
     provisioned TEXT
 );
+CREATE TABLE IF NOT EXISTS locations (
+    dev_eui TEXT PRIMARY KEY REFERENCES devices(dev_eui),
+    lat REAL NOT NULL CHECK (lat BETWEEN -90 AND 90),
+    lon REAL NOT NULL CHECK (lon BETWEEN -180 AND 180),
+    updated TEXT NOT NULL
+);
 """
 
 
@@ -266,6 +272,20 @@ class Registry:
             if cur.rowcount != 1:
                 raise CitynodeError(f"DevEUI {eui} is not in registry {self.path}")
         return self.get(eui)
+
+    def set_location(self, dev_eui: str, lat: float, lon: float) -> None:
+        """Where the node is mounted (WGS 84 degrees), e.g. for its SensorThings Location."""
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise UsageError(f"latitude {lat} / longitude {lon} is not a place on Earth (-90..90, -180..180)")
+        eui = self.get(dev_eui).dev_eui
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO locations VALUES (?, ?, ?, ?)", (eui, lat, lon, _now()))
+
+    def location(self, dev_eui: str) -> tuple[float, float] | None:
+        """(lat, lon) set with set_location, or None."""
+        row = self._db.execute("SELECT lat, lon FROM locations WHERE dev_eui = ?",
+                               (norm_hex(dev_eui, 8, "DevEUI"),)).fetchone()
+        return (row[0], row[1]) if row else None
 
     def set_board(self, dev_eui: str, board: str | None) -> None:
         with self.transaction() as db:

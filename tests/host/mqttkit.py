@@ -54,7 +54,7 @@ class Mosquitto:
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                              + ("max_queued_messages 0\n" if tuned else "")
-                             + f"log_dest file {self.dir / 'mosquitto.log'}\n")
+                             + "log_dest stderr\n")  # (a file named here: the broker, dropping root, could not write it)
         self.proc: subprocess.Popen | None = None
 
     def dropped(self) -> int:
@@ -63,8 +63,8 @@ class Mosquitto:
         return log.read_text(errors="replace").count("Outgoing messages are being dropped") if log.exists() else 0
 
     def start(self) -> "Mosquitto":
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        with open(self.dir / "mosquitto.log", "ab") as log:
+            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
         wait_port(self.port)
         return self
 
@@ -169,7 +169,8 @@ class BridgeProc:
     """`citynode bridge` in its own process; lines of its log are collected by a reader thread."""
 
     def __init__(self, port: int, kind: str, subscribe: str, publish: str, group: str | None = None,
-                 client_id: str | None = None, extra: tuple[str, ...] = (), state: Path | None = None):
+                 client_id: str | None = None, extra: tuple[str, ...] = (), state: Path | None = None,
+                 env: dict[str, str] | None = None):
         # a state file of its own unless given (a restarted bridge gets its predecessor's)
         self.state = state or Path(tempfile.mkdtemp(prefix="bridge-state")) / "state.sqlite"
         cmd = [sys.executable, "-m", "citynode.cli", "bridge", "--broker", f"mqtt://127.0.0.1:{port}",
@@ -179,7 +180,8 @@ class BridgeProc:
             cmd += ["--group", group]
         if client_id:
             cmd += ["--client-id", client_id]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -184,3 +184,35 @@ def test_delivery_state_tracks_gaps_resets_and_repeats(tmp_path):
     st.close()
     again = DeliveryState(tmp_path / "s.sqlite")  # on disk: a restart remembers
     assert again.delivered("a", 2, d) and again.open_gaps(older_than=200) == [("a", 8, 8)]
+
+
+def test_a_stock_broker_keeps_1000_messages_for_a_session_that_is_away(stock):
+    """Why the bridge holds 8 sessions: the broker in these tests really has the stock limit, and says so."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    got = []
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="away", protocol=MQTTProtocolVersion.MQTTv5)
+    c.on_message = lambda cl, u, m: got.append(m.payload)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 600
+    props.ReceiveMaximum = 65535
+    c.connect("127.0.0.1", stock.port, clean_start=True, properties=props)
+    c.loop_start()
+    c.subscribe("away/#", qos=1)
+    time.sleep(0.3)
+    c.disconnect()
+    c.loop_stop()
+    publish_all(stock.port, [(f"away/{i}", str(i)) for i in range(1500)])
+    c.connect("127.0.0.1", stock.port, clean_start=False, properties=props)
+    c.loop_start()
+    end = time.monotonic() + 10
+    while len(got) < 1000 and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    c.disconnect()
+    c.loop_stop()
+    assert len(got) == 1000
+    assert stock.dropped() >= 1

@@ -186,3 +186,19 @@ def test_twenty_concurrent_processes_provision_1000_unique_identities(tmp_path):
     assert {r[0] for r in rows} == set(printed)
     assert len({r[1] for r in rows}) == 1000
     assert mode(reg) == 0o600
+
+
+def test_a_node_s_location_is_recorded_checked_and_kept(tmp_path, capsys):
+    path = tmp_path / "fleet.db"
+    with Registry(path) as reg:
+        dev = reg.create(2)[0]
+        assert reg.location(dev.dev_eui) is None
+    assert main(["registry", "locate", "--registry", str(path), dev.dev_eui.lower(), "52.2799", "8.0472"]) == 0
+    assert capsys.readouterr().out.strip() == f"{dev.dev_eui}: 52.279900, 8.047200"
+    with Registry(path) as reg:
+        assert reg.location(dev.dev_eui) == (52.2799, 8.0472)
+        with pytest.raises(UsageError, match="not a place on Earth"):
+            reg.set_location(dev.dev_eui, 91.0, 8.0)
+        assert reg.location(dev.dev_eui) == (52.2799, 8.0472)  # a refused change keeps what was there
+    assert main(["registry", "locate", "--registry", str(path), "70B3D57ED0FFFFFF", "52", "8"]) == 1
+    assert "is not in registry" in capsys.readouterr().err
