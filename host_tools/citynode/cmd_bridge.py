@@ -20,8 +20,9 @@ def register(sub) -> None:
                     "them to an OGC SensorThings server.",
                     "citynode bridge --broker mqtt://localhost:1883 --input ttn "
                     "--subscribe 'v3/city@ttn/devices/+/up' --publish city/senml --group decoders\n"
-                    "  CITYNODE_STA_TOKEN=... citynode bridge --broker mqtt://localhost:1883 --input ttn "
-                    "--subscribe 'v3/city@ttn/devices/+/up' --publish sta --sta-url https://frost.example/v1.1")
+                    "  citynode bridge --broker mqtt://localhost:1883 --input ttn --subscribe 'v3/city@ttn/devices/+/up' "
+                    "--publish sta --sta-url https://frost.example/FROST-Server/v1.1 "
+                    "--sta-token-file /etc/citynode/sta-token --registry fleet.db --client-id bridge-a")
     p.add_argument("--broker", required=True, metavar="mqtt://HOST:PORT")
     p.add_argument("--input", choices=("ttn", "chirpstack"), required=True,
                    help="ttn: The Things Stack v3 uplink messages; chirpstack: ChirpStack v4 up events")
@@ -83,12 +84,11 @@ def cmd_bridge(args) -> int:
                     errors_topic=args.errors_topic, group=args.group, client_id=client_id,
                     session_expiry=args.session_expiry, min_delay=args.min_delay, max_delay=args.max_delay,
                     gap_grace=args.gap_grace, state=state)
-    signal.signal(signal.SIGTERM, lambda *_: bridge.stop())
+    for sig in (signal.SIGTERM, signal.SIGINT):  # both finish the batch in hand: the next run repeats nothing
+        signal.signal(sig, lambda *_: bridge.stop())
     rc = 0
     try:
         bridge.run()
-    except KeyboardInterrupt:
-        bridge.stop()
     except BridgeError as e:
         sys.stderr.write(f"citynode bridge: {e}\n")
         rc = 1

@@ -216,3 +216,21 @@ def test_stopped_bridge_finishes_what_is_in_flight_and_the_next_takes_the_rest(b
     got = keys(msgs)
     assert sorted(got) == sorted(expected)  # every uplink, none twice
     assert summary2.startswith(f"citynode bridge: {n - received} received, {n - received} published")
+
+
+def test_ctrl_c_stops_the_bridge_as_sigterm_does(broker):
+    import signal
+
+    out = Collector(broker.port, "c/#")
+    b = BridgeProc(broker.port, "ttn", "up/#", "c", client_id="bridge-int")
+    try:
+        b.wait_line("subscribed to $share/")
+        publish_all(broker.port, [("up/1", ttn_message(SINGLE, DEV1))])
+        out.wait_for(1)
+        b.proc.send_signal(signal.SIGINT)
+        assert b.proc.wait(timeout=20) == 0
+    finally:
+        summary = b.stop()
+        out.close()
+    assert summary.startswith("citynode bridge: 1 received, 1 published, 0 errors")
+    assert not any("Traceback" in x for x in b.log)
