@@ -44,6 +44,7 @@ SESSIONS = 8
 RECEIVE_MAXIMUM = 8192
 BATCH = 500  # uplinks delivered and acknowledged together at most
 TAKEN_OVER = 142  # MQTT v5 reason code: another client connected with our client id
+BARRIER_TOPIC = "citynode-bridge/barrier"  # never subscribed: unsubscribing from it is a round trip
 
 
 class BridgeError(CitynodeError):
@@ -138,6 +139,8 @@ class _Session:
     def __init__(self, bridge: "Bridge", index: int, client_id: str):
         self.bridge, self.index, self.client_id = bridge, index, client_id
         self.gen = 0  # a new connection: message ids of the old one are void
+        self.closed = threading.Event()  # set once a disconnect went through (after what was queued before it)
+        self.barrier = threading.Event()  # set by an UNSUBACK: the broker has read everything sent before
         self.pending: deque[_Msg] = deque()  # in arrival order, acknowledged in that order once done
         self.lock = threading.Lock()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5,
@@ -147,6 +150,7 @@ class _Session:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
+        c.on_unsubscribe = lambda *a: self.barrier.set()
         self.client = c
 
     def start(self) -> None:
@@ -181,6 +185,7 @@ class _Session:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         b = self.bridge
+        self.closed.set()
         if getattr(reason_code, "value", None) == TAKEN_OVER:
             b.fail(f"another client connected as {self.client_id}: give each bridge its own --client-id")
         elif not b._stop.is_set():
@@ -308,8 +313,22 @@ class Bridge:
                     self._process(batch)
                 self._report_gaps()
         finally:
+            # Closing a socket while the broker is still sending to it resets the connection, and the broker then
+            # drops what it had not read yet: our last acknowledgements, whose messages would come again. So
+            # first a round trip (an UNSUBSCRIBE of a topic we never had: the UNSUBACK comes after the broker
+            # read every packet before it), then the DISCONNECT.
+            live = [s for s in self.sessions if s.client.is_connected()]
+            for s in live:
+                s.barrier.clear()
+                s.client.unsubscribe(BARRIER_TOPIC)
+            for s in live:
+                s.barrier.wait(5)
             for s in self.sessions:
-                s.client.disconnect()  # after every acknowledgement we queued: paho sends them in order
+                s.closed.clear()
+                s.client.disconnect()
+            for s in self.sessions:
+                if s in live:
+                    s.closed.wait(5)
                 s.client.loop_stop()
             self.out.disconnect()
             self.out.loop_stop()
