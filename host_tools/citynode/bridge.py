@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -72,6 +73,16 @@ def default_client_id() -> str:
 
 def _topic_part(s: str) -> str:
     return "".join("_" if c in "/+#\0" else c for c in s) or "_"
+
+
+# A device is named in topics and URLs only by a DevEUI (16 hex digits) or a network server's device id (The
+# Things Stack: lower-case letters, digits and dashes, at most 36): nothing else can break a topic, a filter or
+# a path. An uplink from any other name is an error record.
+_DEVICE = re.compile(r"[0-9a-f]{16}|[a-z0-9](?:[-a-z0-9]{0,34}[a-z0-9])?")
+
+
+def device_name_ok(device: str | None) -> bool:
+    return device is not None and _DEVICE.fullmatch(device) is not None
 
 
 def parse(payload: bytes, kind: str) -> Uplink:
@@ -201,10 +212,13 @@ class _Session:
         b = self.bridge
         if b._stop.is_set():  # stopping: left unacknowledged, the broker redelivers it to the next session
             return
-        with self.lock:
-            m = _Msg(self, self.gen, msg)
-            self.pending.append(m)
-        b._inbox.put(m)
+        try:
+            with self.lock:
+                m = _Msg(self, self.gen, msg)
+                self.pending.append(m)
+            b._inbox.put(m)
+        except Exception as e:  # noqa: BLE001 - an exception here would end paho's thread: end the bridge
+            b.fail(f"{self.client_id}: {e!r}")
 
     def ack_ready(self) -> int:
         n = 0
@@ -230,7 +244,7 @@ class MqttOutput:
         for d in items:
             pack = senml_pack(d.samples, d.uplink.device)
             if pack:
-                msgs.append((f"{self.prefix}/{_topic_part(d.uplink.device or 'unknown')}", json.dumps(pack)))
+                msgs.append((f"{self.prefix}/{d.uplink.device}", json.dumps(pack)))
         refused = self.bridge.publish_wait(msgs)
         if refused:
             raise OutputDown(f"the broker refused {len(refused)} of {len(msgs)} SenML messages: {refused[0]}")
@@ -312,6 +326,7 @@ class Bridge:
                 if batch:
                     self._process(batch)
                 self._report_gaps()
+                self._check_threads()
         finally:
             # Closing a socket while the broker is still sending to it resets the connection, and the broker then
             # drops what it had not read yet: our last acknowledgements, whose messages would come again. So
@@ -334,6 +349,14 @@ class Bridge:
             self.out.loop_stop()
         if self._failure:
             raise BridgeError(self._failure)
+
+    def _check_threads(self) -> None:
+        """A paho network thread that died (an exception in it) would leave a bridge that takes nothing more
+        while looking alive: end it instead, with an error, so that its supervisor restarts it."""
+        for c, name in [(s.client, s.client_id) for s in self.sessions] + [(self.out, f"{self.client_id}-out")]:
+            t = getattr(c, "_thread", None)
+            if t is not None and not t.is_alive() and not self._stop.is_set():
+                self.fail(f"the MQTT network thread of {name} died")
 
     def stop(self) -> None:
         """Ask run() to finish the batch in hand (up to drain_s) and return; safe from a signal handler."""
@@ -370,6 +393,10 @@ class Bridge:
                 up = parse(m.payload, self.kind)
             except UplinkError as e:
                 errors.append(self._error_record(m, str(e)))
+                continue
+            if not device_name_ok(up.device):
+                errors.append(self._error_record(m, "no device id usable in a topic or URL (a DevEUI, or at "
+                                                    "most 36 of a-z, 0-9 and -)", (up.device or "")[:100] or None))
                 continue
             if up.device and up.fcnt is not None:
                 digest = hashlib.sha256(bytes([up.fport or 0]) + up.payload).digest()[:16]
