@@ -28,6 +28,12 @@ class BoardError(CitynodeError):
     pass
 
 
+class UnknownBoard(BoardError):
+    """A board name no board file has: a usage error (exit 2), like any other bad option value."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class Board:
     name: str
@@ -262,5 +268,5 @@ def load_boards(directory: str | os.PathLike | None = None) -> dict[str, Board]:
 def get_board(name: str, directory: str | os.PathLike | None = None) -> Board:
     boards = load_boards(directory)
     if name not in boards:
-        raise BoardError(f"unknown board {name!r}; supported boards: {', '.join(sorted(boards))}")
+        raise UnknownBoard(f"unknown board {name!r}; supported boards: {', '.join(sorted(boards))}")
     return boards[name]

@@ -53,23 +53,36 @@ def add_command(sub, name: str, func, help: str, example: str) -> argparse.Argum
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
+    """Run one command. Errors are one line on stderr (`--debug` shows the traceback): CitynodeError with its
+    exit code (2 for usage), anything unexpected with 1 and a plea to report it, Ctrl-C with 130, also while
+    the commands are still being loaded."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    command = "citynode"
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        command = f"citynode {args.command}"
         return int(args.func(args) or 0)
     except CitynodeError as e:
-        if args.debug:
+        if debug:
             raise
-        sys.stderr.write(f"citynode {args.command}: error: {e}\n")
+        sys.stderr.write(f"{command}: error: {e}\n")
         return e.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write(f"citynode {args.command}: interrupted\n")
+        sys.stderr.write(f"{command}: interrupted\n")
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as e:  # noqa: BLE001 - the contract: one line, --debug for the traceback
+        if debug:
+            raise
+        sys.stderr.write(f"{command}: internal error: {type(e).__name__}: {e} (run again with --debug for the "
+                         "traceback, and please report it)\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from .registry_export import FORMATS, FREQUENCY_PLAN, export
 def register(sub) -> None:
     p = add_command(sub, "provision", cmd_provision,
                     "Create unique device identities and keys; with --port, write them to a node.",
-                    "citynode provision --registry fleet.db --board heltec_v2 --port /dev/ttyUSB0")
+                    "citynode provision --registry fleet.db --board heltec-wifi-lora-32-v2 --port /dev/ttyUSB0")
     p.description = (
         "Create unique device identities (DevEUI, JoinEUI, AppKey from `secrets`) and record them in the\n"
         "registry (SQLite, mode 0600; safe for several provisioning processes at once).\n\n"
@@ -24,8 +24,8 @@ def register(sub) -> None:
         "           holds a DevEUI is left alone unless --replace (or --dev-eui with that DevEUI).\n\n"
         "Keys are never printed unless --show-keys (then each line is DEV_EUI JOIN_EUI APP_KEY).\n"
         "Use `citynode registry export` to hand the keys to the network server.\n\n"
-        "Example:\n  citynode provision --registry fleet.db --board heltec_v2 --port /dev/ttyUSB0\n"
-        "  citynode provision --registry fleet.db --count 50 --board heltec_v2")
+        "Example:\n  citynode provision --registry fleet.db --board heltec-wifi-lora-32-v2 --port /dev/ttyUSB0\n"
+        "  citynode provision --registry fleet.db --count 50 --board heltec-wifi-lora-32-v2")
     p.add_argument("--registry", required=True, metavar="FILE", help="SQLite registry (created, mode 0600)")
     p.add_argument("--board", metavar="NAME", help="board name recorded with the identity")
     how = p.add_mutually_exclusive_group(required=True)
@@ -116,6 +116,10 @@ def _print_devices(devs, show_keys: bool) -> None:
 
 
 def cmd_provision(args) -> int:
+    if args.board:
+        from .boards import get_board
+
+        get_board(args.board)  # a name no board file has is refused before anything is stored
     if args.count is not None:
         if args.count < 1:
             raise UsageError("--count must be at least 1")

@@ -2,6 +2,7 @@
 and encode samples through the firmware's own encoder."""
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -248,16 +249,17 @@ def channel_set(samples) -> list[Channel]:
 def to_ints(sample: dict, chans: list[Channel]) -> tuple[int, list, list | None]:
     """A JSON-lines sample -> (t since 2000, raw ints or None per channel, flag bits or None)."""
     t = sample.get("t")
-    if not isinstance(t, int) or isinstance(t, bool) or t < EPOCH_2000:
-        raise ValueError(f"bad sample time {t!r} (Unix seconds, 2000 or later)")
+    if not isinstance(t, int) or isinstance(t, bool) or not EPOCH_2000 <= t <= EPOCH_2000 + 0xFFFFFFFF:
+        raise ValueError(f"bad sample time {str(t)[:40]} (Unix seconds from 2000 to 2136)")
     values = sample.get("values")
     if not isinstance(values, dict):
         raise ValueError("sample has no 'values' object")
     vals: list = []
     for c in chans:
         v = values.get(c.name)
-        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v != v):
-            raise ValueError(f"bad value for {c.name}: {v!r}")
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
+                              or abs(v) > 1e15):
+            raise ValueError(f"bad value for {c.name}: {str(v)[:40]} (a finite number within the channel's range)")
         vals.append(None if v is None else c.to_raw(v))
     fl = sample.get("flags") or {}
     flags = [flag_bits(fl.get(c.name, ())) for c in chans] if fl else None

@@ -124,3 +124,51 @@ def test_every_command_has_help_with_an_example(capsys):
     assert {"channels", "encode", "decode", "simulate"} <= set(sub.choices)
     for name, p in sub.choices.items():
         assert "Example:" in (p.description or ""), name
+
+
+@pytest.mark.parametrize("line, says", [
+    ('{"t": 1546300800, "values": {"temperature": NaN}}', "bad value for temperature: nan"),
+    ('{"t": 1546300800, "values": {"temperature": Infinity}}', "bad value for temperature: inf"),
+    ('{"t": 1546300800, "values": {"temperature": 1e400}}', "bad value for temperature: inf"),
+    ('{"t": 1546300800, "values": {"temperature": 1e300}}', "bad value for temperature: 1e+300"),
+    ('{"t": 123456789012345678901234567890, "values": {"temperature": 1}}', "bad sample time 1234567890"),
+])
+def test_encode_refuses_non_finite_values_and_absurd_times_in_one_line(monkeypatch, capsys, line, says):
+    rc, out, err = run(monkeypatch, capsys, ["encode"], line + "\n")
+    assert rc == 1 and out == ""
+    assert err.count("\n") == 1 and says in err and "Traceback" not in err and "internal error" not in err
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    import citynode.cmd_payload as cmd
+
+    def boom(args):
+        raise RuntimeError("something we did not foresee")
+
+    monkeypatch.setattr(cmd, "cmd_channels", boom)
+    monkeypatch.setattr("citynode.cli.build_parser", _parser_with(cmd, boom))
+    rc, out, err = run(monkeypatch, capsys, ["channels"])
+    assert rc == 1 and err == ("citynode channels: internal error: RuntimeError: something we did not foresee "
+                               "(run again with --debug for the traceback, and please report it)\n")
+    with pytest.raises(RuntimeError):
+        run(monkeypatch, capsys, ["channels", "--debug"])
+
+
+def _parser_with(cmd, func):
+    from citynode.cli import build_parser as real
+
+    def build():
+        p = real()
+        sub = next(a for a in p._actions if a.dest == "command")
+        sub.choices["channels"].set_defaults(func=func)
+        return p
+    return build
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line(monkeypatch, capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("citynode.cli.build_parser", interrupted)
+    rc, out, err = run(monkeypatch, capsys, ["decode"])
+    assert rc == 130 and err == "citynode: interrupted\n"

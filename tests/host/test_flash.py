@@ -127,7 +127,7 @@ def test_boards_json_cli(capsys):
 
 
 def test_wrong_board_name_on_the_cli_is_one_line(capsys):
-    assert main(["flash", "--board", "nope", "--port", "socket://127.0.0.1:1"]) == 1
+    assert main(["flash", "--board", "nope", "--port", "socket://127.0.0.1:1"]) == 2  # a usage error
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "supported boards: esp32-devkit-lora-e5" in err
 

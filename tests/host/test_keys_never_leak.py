@@ -61,7 +61,7 @@ def test_count_prints_dev_euis_only_and_show_keys_prints_keys(tmp_path):
 def test_port_provisioning_writes_verifies_and_never_echoes_keys(tmp_path):
     reg = str(tmp_path / "r.db")
     with VirtualNode(tmp_path / "node") as node:
-        r = cli("provision", "--registry", reg, "--board", "heltec_v2", "--port", node.port)
+        r = cli("provision", "--registry", reg, "--board", "heltec-wifi-lora-32-v2", "--port", node.port)
         assert r.returncode == 0, r.stderr
         nvs = node.nvs()
         seen = bytes(node.seen).decode("latin-1")
@@ -69,7 +69,7 @@ def test_port_provisioning_writes_verifies_and_never_echoes_keys(tmp_path):
         (dev,) = rr.devices()
     assert r.stdout.split() == [dev.dev_eui]
     assert "verified" in r.stderr
-    assert dev.status == "provisioned" and dev.board == "heltec_v2" and dev.provisioned
+    assert dev.status == "provisioned" and dev.board == "heltec-wifi-lora-32-v2" and dev.provisioned
     assert nvs == {"cn_keys": {"dev_eui": ["b", dev.dev_eui.lower()], "join_eui": ["b", dev.join_eui.lower()],
                                "app_key": ["b", dev.app_key.lower()]}}
     assert_no_key(r.stdout + r.stderr, [dev.app_key])

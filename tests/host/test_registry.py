@@ -159,7 +159,7 @@ def test_cli_count_prints_one_dev_eui_a_line_and_registry_init_sets_defaults(tmp
     assert main(["registry", "init", "--registry", reg, "--join-eui", "70B3D57ED0000010",
                  "--eui-prefix", "70B3D5"]) == 0
     capsys.readouterr()
-    assert main(["provision", "--registry", reg, "--count", "7", "--board", "ttgo_lora32"]) == 0
+    assert main(["provision", "--registry", reg, "--count", "7", "--board", "ttgo-lora32-v2.1"]) == 0
     lines = capsys.readouterr().out.split()
     assert len(lines) == 7 and all(HEX16.match(x) and x.startswith("70B3D5") for x in lines)
     with Registry(reg) as r:
@@ -202,3 +202,15 @@ def test_a_node_s_location_is_recorded_checked_and_kept(tmp_path, capsys):
         assert reg.location(dev.dev_eui) == (52.2799, 8.0472)  # a refused change keeps what was there
     assert main(["registry", "locate", "--registry", str(path), "70B3D57ED0FFFFFF", "52", "8"]) == 1
     assert "is not in registry" in capsys.readouterr().err
+
+
+def test_a_board_no_board_file_has_is_a_usage_error_and_nothing_is_stored(tmp_path, capsys):
+    path = tmp_path / "fleet.db"
+    assert main(["provision", "--registry", str(path), "--count", "2", "--board", "heltec_v2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("citynode provision: error: unknown board 'heltec_v2'; supported boards: ")
+    assert "heltec-wifi-lora-32-v2" in err and not path.exists()
+    assert main(["budget", "--board", "heltec_v2"]) == 2
+    assert main(["provision", "--registry", str(path), "--count", "1", "--board", "heltec-wifi-lora-32-v2"]) == 0
+    with Registry(path) as reg:
+        assert [d.board for d in reg.devices()] == ["heltec-wifi-lora-32-v2"]
