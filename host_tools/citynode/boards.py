@@ -257,16 +257,30 @@ def load_board_file(path: str | os.PathLike) -> Board:
         raise BoardError(f"{path.name}: {e}") from None
 
 
-def load_boards(directory: str | os.PathLike | None = None) -> dict[str, Board]:
+def load_boards(directory: str | os.PathLike | None = None, broken: dict | None = None) -> dict[str, Board]:
+    """Every good board file of the folder by name. A file that does not parse is left out (one bad file in
+    CITYNODE_BOARDS_DIR must not take every board with it); pass a dict as `broken` to get {file stem: error}."""
     d = Path(directory) if directory is not None else BOARDS_DIR
     files = sorted(d.glob("*.json"))
     if not files:
         raise BoardError(f"no board files in {d}")
-    return {b.name: b for b in (load_board_file(f) for f in files)}
+    boards = {}
+    for f in files:
+        try:
+            b = load_board_file(f)
+        except BoardError as e:
+            if broken is not None:
+                broken[f.stem] = e
+            continue
+        boards[b.name] = b
+    return boards
 
 
 def get_board(name: str, directory: str | os.PathLike | None = None) -> Board:
-    boards = load_boards(directory)
+    broken: dict[str, BoardError] = {}
+    boards = load_boards(directory, broken)
+    if name not in boards and name in broken:
+        raise broken[name]  # the board asked for is the one whose file is wrong: say what is wrong with it
     if name not in boards:
         raise UnknownBoard(f"unknown board {name!r}; supported boards: {', '.join(sorted(boards))}")
     return boards[name]

@@ -74,7 +74,10 @@ def cmd_flash(args) -> int:
 
 
 def cmd_boards(args) -> int:
-    boards = load_boards()
+    broken: dict = {}
+    boards = load_boards(broken=broken)
+    for err in broken.values():
+        sys.stderr.write(f"citynode boards: warning: skipped {err}\n")
     if args.json:
         print(json.dumps([b.as_dict() for b in boards.values()], indent=1))
         return 0

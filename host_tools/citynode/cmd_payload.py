@@ -86,13 +86,35 @@ def cmd_encode(args) -> int:
     return 1 if bad else 0
 
 
+MAX_LINE = 1 << 20  # characters per input line: a network server's uplink message is a few kB
+
+
+def bounded_lines(stream, limit: int = MAX_LINE):
+    """The lines of a text stream; None in place of one longer than `limit` (read through in pieces, never
+    held whole), so that one huge line costs neither the memory nor the lines after it."""
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line.endswith("\n") and len(line) == limit + 1:
+            yield line
+            continue
+        while line and not line.endswith("\n"):
+            line = stream.readline(limit)
+        yield None
+
+
 def cmd_decode(args) -> int:
     if args.format == "senml-cbor" and sys.stdout.isatty():
         raise UsageError("senml-cbor is binary: redirect it to a file")
     writer = Writer(args.format, sys.stdout, getattr(sys.stdout, "buffer", None))
     dedup = None if args.keep_duplicates else Deduplicator()
     stats = Stats()
-    for no, line in enumerate(sys.stdin, 1):
+    for no, line in enumerate(bounded_lines(sys.stdin), 1):
+        if line is None:
+            stats.errors += 1
+            sys.stderr.write(f"citynode decode: line {no}: longer than {MAX_LINE:,} characters: skipped\n")
+            continue
         if not line.strip():
             continue
         try:

@@ -207,6 +207,9 @@ def cmd_registry_locate(args) -> int:
 
 
 def cmd_registry_export(args) -> int:
+    if args.format == "chirpstack-json" and not (args.application_id and args.device_profile_id):
+        raise UsageError("chirpstack-json needs --application-id and --device-profile-id: ChirpStack's "
+                         "DeviceService.Create refuses a device without them")
     with _open_registry(args.registry, False) as reg:
         devs = reg.devices(None if args.all else ("new", "provisioned"))
     if args.output:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import sys
 
 from .cli import add_command
@@ -179,8 +180,13 @@ def cmd_simulate(args) -> int:
         with open(args.out, "w") as f:
             for s in res.decoded:
                 f.write(json.dumps(s) + "\n")
-    if args.frames:
-        with open(args.frames, "w") as f:
+    if args.frames:  # it holds every node's keys: readable by its owner only, whatever the umask
+        try:
+            fd = os.open(args.frames, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as e:
+            raise CitynodeError(f"cannot write {args.frames}: {e.strerror}") from None
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
             f.write("\n".join(frames) + ("\n" if frames else ""))
     report = {"config": res.config, "totals": res.totals, "nodes": res.nodes}
     if args.report:

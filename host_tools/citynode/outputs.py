@@ -12,6 +12,12 @@ FORMATS = ("jsonl", "senml-json", "senml-cbor", "csv")
 _CSV_HEADER = ("t", "device", "channel", "value", "unit", "flags")
 
 
+def cell(text: str) -> str:
+    """A text cell a spreadsheet will not run: one that starts like a formula (=, +, -, @, tab, CR) gets a
+    leading apostrophe (OWASP's advice for CSV injection). Numbers are written as numbers, never through here."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def base_name(device: str | None) -> str:
     return f"urn:dev:deveui:{device}:" if device else "urn:dev:citynode:"
 
@@ -77,5 +83,5 @@ class Writer:
             for s in samples:
                 flags = s.get("flags", {})
                 for name, v in s["values"].items():
-                    self._csv.writerow((s["t"], s.get("device", device or ""), name, "" if v is None else v,
-                                        BY_NAME[name].unit, "|".join(flags.get(name, ()))))
+                    self._csv.writerow((s["t"], cell(s.get("device", device or "")), name, "" if v is None else v,
+                                        BY_NAME[name].unit, cell("|".join(flags.get(name, ())))))

@@ -172,3 +172,32 @@ def test_ctrl_c_while_the_commands_load_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr("citynode.cli.build_parser", interrupted)
     rc, out, err = run(monkeypatch, capsys, ["decode"])
     assert rc == 130 and err == "citynode: interrupted\n"
+
+
+def test_csv_cells_that_start_like_a_formula_are_neutralised(monkeypatch, capsys):
+    import base64
+
+    from citynode.outputs import cell
+
+    assert [cell(x) for x in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "node-1", "")] == [
+        "'=1+1", "'+1", "'-1", "'@SUM(A1)", "'\tx", "node-1", ""]
+    frame = bytes.fromhex(json.loads((ROOT / "tests" / "vectors" / "payload.json").read_text())[0]["frames"][0])
+    msg = json.dumps({"end_device_ids": {"device_id": "=HYPERLINK(\"http://x\")"},
+                      "uplink_message": {"f_port": 2, "frm_payload": base64.b64encode(frame).decode()}})
+    rc, out, err = run(monkeypatch, capsys, ["decode", "--input", "ttn", "--format", "csv"], msg + "\n")
+    import csv
+
+    rows = list(csv.reader(io.StringIO(out)))[1:]
+    assert rc == 0 and rows and all(r[1] == "'=hyperlink(\"http://x\")" for r in rows), rows[:2]
+    assert all(r[3] and r[3][0].isdigit() for r in rows)  # values stay numbers
+
+
+def test_a_huge_input_line_is_skipped_with_one_error_and_the_next_line_decodes(monkeypatch, capsys):
+    from citynode.cmd_payload import MAX_LINE
+
+    good = json.loads((ROOT / "tests" / "vectors" / "payload.json").read_text())[0]["frames"][0]
+    stdin = "x" * (3 * MAX_LINE) + "\n" + good + "\n"
+    rc, out, err = run(monkeypatch, capsys, ["decode", "--input", "hex"], stdin)
+    assert rc == 1
+    assert err == f"citynode decode: line 1: longer than {MAX_LINE:,} characters: skipped\n"
+    assert len(out.splitlines()) >= 1  # line 2 decoded

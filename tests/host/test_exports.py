@@ -138,3 +138,13 @@ def test_unknown_format_is_a_usage_error(reg, capsys):
     with pytest.raises(SystemExit) as e:
         main(["registry", "export", "--registry", reg, "--format", "ttn-v2"])
     assert e.value.code == 2
+
+
+def test_chirpstack_json_without_the_ids_the_api_requires_is_a_usage_error(reg, capsys):
+    from citynode.cli import main
+
+    assert main(["registry", "export", "--registry", reg, "--format", "chirpstack-json"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "needs --application-id and --device-profile-id" in out.err
+    assert main(["registry", "export", "--registry", reg, "--format", "chirpstack-json",
+                 "--application-id", "a"]) == 2

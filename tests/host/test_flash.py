@@ -704,3 +704,17 @@ def test_full_flash_of_a_heltec_v2_installs_the_drivers_from_the_index_over_http
                                            "lib/lora/sync_modem.mpy"]
     assert not marker and kept["radio"]["type"] == "sx1276"
     assert "radio driver  ok      lora 0.2.0, lora.sx127x 0.1.2" in out.out
+
+
+def test_one_malformed_board_file_leaves_the_other_boards_usable(tmp_path, capsys):
+    import shutil
+
+    for f in BOARDS_DIR.glob("*.json"):
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "broken.json").write_text("{ not json")
+    broken: dict = {}
+    boards = load_boards(tmp_path, broken)
+    assert "tbeam" in boards and list(broken) == ["broken"]
+    assert get_board("tbeam", tmp_path).name == "tbeam"
+    with pytest.raises(BoardError, match="broken.json: not valid JSON"):
+        get_board("broken", tmp_path)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -91,8 +93,12 @@ def test_confirmed_uplinks_recover_from_a_lossy_air():
 
 
 def test_cli_writes_report_samples_and_frames(tmp_path, capsys):
-    rc = main(["simulate", "--nodes", "2", "--days", "0.25", "--out", str(tmp_path / "o.jsonl"),
-               "--frames", str(tmp_path / "f.jsonl"), "--report", str(tmp_path / "r.json")])
+    old = os.umask(0o022)  # a usual umask: the frames file, which holds the nodes' keys, must still be private
+    try:
+        rc = main(["simulate", "--nodes", "2", "--days", "0.25", "--out", str(tmp_path / "o.jsonl"),
+                   "--frames", str(tmp_path / "f.jsonl"), "--report", str(tmp_path / "r.json")])
+    finally:
+        os.umask(old)
     assert rc == 0
     out = capsys.readouterr().out
     assert "measured" in out and "all" in out
@@ -102,6 +108,7 @@ def test_cli_writes_report_samples_and_frames(tmp_path, capsys):
     assert len(samples) == rep["totals"]["samples_delivered"]
     frames = [json.loads(x) for x in (tmp_path / "f.jsonl").read_text().splitlines()]
     assert any(f["dir"] == "down" for f in frames)
+    assert stat.S_IMODE((tmp_path / "f.jsonl").stat().st_mode) == 0o600
 
 
 def test_cli_rejects_bad_arguments(capsys):
