@@ -106,8 +106,13 @@ def register(sub) -> None:
     p.add_argument("--scale", type=int, default=8, help="pixels per module (PNG) / SVG size factor")
 
 
-def _open_registry(path: str, create: bool) -> Registry:
-    return Registry(path, create=create)
+def _open_registry(path: str, create: bool, readonly: bool = False) -> Registry:
+    def waiting():
+        sys.stderr.write(f"citynode: waiting for the registry lock on {path} (another citynode process is "
+                         "writing it)\n")
+        sys.stderr.flush()
+
+    return Registry(path, create=create, readonly=readonly, on_wait=waiting)
 
 
 def _print_devices(devs, show_keys: bool) -> None:
@@ -190,7 +195,7 @@ def cmd_registry_init(args) -> int:
 
 
 def cmd_registry_list(args) -> int:
-    with _open_registry(args.registry, False) as reg:
+    with _open_registry(args.registry, False, readonly=True) as reg:
         devs = reg.devices()
     print("dev_eui          join_eui         device_id            board          status       created")
     for d in devs:
@@ -210,7 +215,7 @@ def cmd_registry_export(args) -> int:
     if args.format == "chirpstack-json" and not (args.application_id and args.device_profile_id):
         raise UsageError("chirpstack-json needs --application-id and --device-profile-id: ChirpStack's "
                          "DeviceService.Create refuses a device without them")
-    with _open_registry(args.registry, False) as reg:
+    with _open_registry(args.registry, False, readonly=True) as reg:
         devs = reg.devices(None if args.all else ("new", "provisioned"))
     if args.output:
         try:
@@ -232,7 +237,7 @@ def cmd_label(args) -> int:
     from .label import kind_of
 
     kind_of(args.output)  # usage error before touching the registry
-    with _open_registry(args.registry, False) as reg:
+    with _open_registry(args.registry, False, readonly=True) as reg:
         dev = reg.get(args.dev_eui)
     try:
         payload = write_label(args.output, dev.join_eui, dev.dev_eui, args.profile_id, args.scale)

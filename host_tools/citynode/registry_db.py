@@ -111,7 +111,10 @@ def _open_private(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError as e:
+            raise CitynodeError(f"cannot open registry {path}: {e.strerror}") from None
         if mode & 0o077:
             raise CitynodeError(f"registry {path} is readable by others (mode {mode:04o}); it holds root keys: "
                                 f"chmod 600 {path}") from None
@@ -129,22 +132,56 @@ def _open_private(path: Path) -> None:
 class Registry:
     """A registry file. Use as a context manager or call close()."""
 
-    def __init__(self, path: str | os.PathLike, timeout: float = 60.0, create: bool = True):
+    def __init__(self, path: str | os.PathLike, timeout: float = 60.0, create: bool = True, readonly: bool = False,
+                 on_wait=None):
+        """`readonly`: open for reading only (list, export, label), which works on a file or folder we may not
+        write. `on_wait`: called once when another process holds the write lock and we start waiting for it."""
         self.path = Path(path)
-        if not create and not self.path.exists():
+        if (not create or readonly) and not self.path.exists():
             raise CitynodeError(f"registry {self.path} does not exist")
-        _open_private(self.path)
         self.timeout = timeout
-        try:
-            self._db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-        except sqlite3.Error as e:
-            raise CitynodeError(f"cannot open registry {self.path}: {e}") from None
+        self.readonly = readonly
+        self.on_wait = on_wait
+        _open_private(self.path)  # (only checks the mode of an existing file: a registry open to others is refused)
+        if readonly:
+            self._db = self._connect_readonly()
+        else:
+            try:
+                self._db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+            except sqlite3.Error as e:
+                raise CitynodeError(f"cannot open registry {self.path}: {e}") from None
         self._db.row_factory = sqlite3.Row
         try:
-            self._setup()
+            self._setup() if not readonly else self._check_schema()
         except sqlite3.DatabaseError as e:
             self._db.close()
+            if "readonly" in str(e) or "read-only" in str(e):
+                raise CitynodeError(f"registry {self.path} is read-only for this user: list, export and label "
+                                    "work; changing it needs write access to the file and its folder") from None
             raise CitynodeError(f"registry {self.path} is not a citynode registry ({e})") from None
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=self.timeout, isolation_level=None)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError as e:
+            if "unable to open" not in str(e) and "readonly" not in str(e):
+                raise CitynodeError(f"registry {self.path} is not a citynode registry ({e})") from None
+            # a WAL database whose shared-memory file we cannot make or write (a folder or file of another
+            # user): read the file as it is on disk
+            try:
+                return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+            except sqlite3.Error as e:
+                raise CitynodeError(f"cannot open registry {self.path}: {e}") from None
+        except sqlite3.DatabaseError as e:
+            raise CitynodeError(f"registry {self.path} is not a citynode registry ({e})") from None
+
+    def _check_schema(self) -> None:
+        ver = int(self._meta("schema") or 0)
+        if ver == 0 or ver > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema {ver or 'missing'}")
 
     # -- set-up -----------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -180,11 +217,30 @@ class Registry:
 
     # -- transactions -----------------------------------------------------------------------------------------
     class _Txn:
-        def __init__(self, db: sqlite3.Connection):
-            self.db = db
+        def __init__(self, reg: "Registry"):
+            self.reg = reg
+            self.db = reg._db
 
         def __enter__(self):
-            self.db.execute("BEGIN IMMEDIATE")  # takes the write lock now (waits up to the busy timeout)
+            reg = self.reg
+            if reg.readonly:
+                raise CitynodeError(f"registry {reg.path} was opened read-only")
+            try:  # takes the write lock now; if another process has it, say so before waiting for it
+                reg._db.execute("PRAGMA busy_timeout = 250")
+                reg._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if reg.on_wait:
+                    reg.on_wait()
+                reg._db.execute(f"PRAGMA busy_timeout = {int(reg.timeout * 1000)}")
+                try:
+                    reg._db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as e2:
+                    raise CitynodeError(f"registry {reg.path}: still locked by another process after "
+                                        f"{reg.timeout:.0f} s ({e2})") from None
+            finally:
+                reg._db.execute(f"PRAGMA busy_timeout = {int(reg.timeout * 1000)}")
             return self.db
 
         def __exit__(self, exc_type, exc, tb):
@@ -192,7 +248,7 @@ class Registry:
             return False
 
     def transaction(self) -> _Txn:
-        return Registry._Txn(self._db)
+        return Registry._Txn(self)
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

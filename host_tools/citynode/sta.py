@@ -335,7 +335,7 @@ class StaOutput:
         from .registry_db import Registry
 
         try:
-            with Registry(self.registry, create=False) as reg:
+            with Registry(self.registry, create=False, readonly=True) as reg:
                 dev = reg.get(device)
                 return dev.name or dev.device_id or device, dev.board, reg.location(device)
         except CitynodeError as e:

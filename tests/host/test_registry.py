@@ -214,3 +214,59 @@ def test_a_board_no_board_file_has_is_a_usage_error_and_nothing_is_stored(tmp_pa
     assert main(["provision", "--registry", str(path), "--count", "1", "--board", "heltec-wifi-lora-32-v2"]) == 0
     with Registry(path) as reg:
         assert [d.board for d in reg.devices()] == ["heltec-wifi-lora-32-v2"]
+
+
+def test_a_locked_registry_says_it_waits_then_goes_on(tmp_path, capsys):
+    import threading
+    import time as _time
+
+    path = tmp_path / "fleet.db"
+    assert main(["provision", "--registry", str(path), "--count", "1"]) == 0
+    capsys.readouterr()
+    holder = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing
+    threading.Timer(1.0, lambda: holder.execute("COMMIT")).start()
+    t0 = _time.monotonic()
+    assert main(["provision", "--registry", str(path), "--count", "1"]) == 0
+    waited = _time.monotonic() - t0
+    err = capsys.readouterr().err
+    assert f"citynode: waiting for the registry lock on {path} (another citynode process is writing it)\n" == err
+    assert waited >= 0.9
+    holder.close()
+    with Registry(path) as reg:
+        assert reg.count() == 2
+
+
+def test_a_read_only_registry_can_still_be_listed_and_exported(tmp_path):
+    """As a user who may read the registry but not write it (nor its folder): list and export work, a change
+    says why it cannot (it said 'not a citynode registry')."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # (pytest's own temporary folders are closed to other users)
+    os.chmod(base, 0o755)
+    folder = base / "ro"
+    folder.mkdir()
+    path = folder / "fleet.db"
+    assert main(["provision", "--registry", str(path), "--count", "2"]) == 0
+    if os.geteuid() == 0:  # root may write anything: run the commands as nobody, who owns a read-only file
+        os.chown(path, 65534, -1)
+        os.chmod(path, 0o400)
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    else:
+        os.chmod(path, 0o400)
+        os.chmod(folder, 0o555)
+        prefix = []
+    run = lambda *a: subprocess.run(prefix + [sys.executable, "-m", "citynode.cli", *a], capture_output=True,  # noqa: E731
+                                    text=True, timeout=60)
+    try:
+        r = run("registry", "list", "--registry", str(path))
+        assert r.returncode == 0 and len(r.stdout.splitlines()) == 3, r.stderr
+        r = run("registry", "export", "--registry", str(path), "--format", "tts-csv")
+        assert r.returncode == 0 and len(r.stdout.splitlines()) == 3, r.stderr
+        r = run("provision", "--registry", str(path), "--count", "1")
+        assert r.returncode == 1 and "is read-only for this user" in r.stderr
+    finally:
+        os.chmod(folder, 0o755)
+        import shutil
+
+        shutil.rmtree(base)
