@@ -689,10 +689,16 @@ def monitor(port: str, write, baud: int = 115200, should_stop=lambda: False, not
 
     notify = notify or (lambda msg: None)
     connected_once = False
+    said_busy = False
     while not should_stop():
         try:
-            ser = serial.serial_for_url(port, baudrate=baud, timeout=0.1)
-        except (serial.SerialException, OSError, ValueError):
+            # exclusive: a flash or provision started in another window while this runs is told the port is
+            # busy at once, instead of failing later with a wrong reason
+            ser = serial.serial_for_url(port, baudrate=baud, timeout=0.1, exclusive=True)
+        except (serial.SerialException, OSError, ValueError) as e:
+            if not said_busy and "busy" in str(_port_error(e, port)):
+                notify(f"{port} is busy: another program has it open; waiting for it")
+                said_busy = True
             time.sleep(retry_s)
             continue
         notify(f"{'re' if connected_once else ''}connected to {port}")

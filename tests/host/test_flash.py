@@ -718,3 +718,35 @@ def test_one_malformed_board_file_leaves_the_other_boards_usable(tmp_path, capsy
     assert get_board("tbeam", tmp_path).name == "tbeam"
     with pytest.raises(BoardError, match="broken.json: not valid JSON"):
         get_board("broken", tmp_path)
+
+
+def test_monitor_holds_the_port_so_another_tool_is_told_it_is_busy():
+    import os
+    import threading
+
+    import serial
+
+    from citynode.flash import monitor
+
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    said: list[str] = []
+    stop = threading.Event()
+    t = threading.Thread(target=monitor, args=(path, lambda b: None), kwargs={"notify": said.append,
+                                                                            "should_stop": stop.is_set})
+    t.start()
+    try:
+        end = time.monotonic() + 5
+        while not said and time.monotonic() < end:
+            time.sleep(0.02)
+        assert said == [f"connected to {path}"]
+        with pytest.raises(serial.SerialException, match="exclusively lock"):
+            serial.Serial(path, exclusive=True)
+        stop.set()
+        t.join(5)
+        serial.Serial(path, exclusive=True).close()  # released once the monitor stops
+    finally:
+        stop.set()
+        t.join(5)
+        os.close(master)
+        os.close(slave)
