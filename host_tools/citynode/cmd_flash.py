@@ -31,6 +31,8 @@ def register(sub) -> None:
     p.add_argument("--allow-unpinned", action="store_true",
                    help="download a board image that has no SHA-256 in its board file and print its SHA-256")
     p.add_argument("--connect-attempts", type=int, default=3, help="tries to reach the ROM loader (default 3)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="the longest the board may stay silent while the app is installed (default 30)")
     p.add_argument("--mip-index", metavar="URL|DIR",
                    help="mip index for micropython-lib's radio drivers (lora, pinned in mip-lock.json): an "
                         "http(s) URL or a local copy of the index; default $CITYNODE_MIP_INDEX or "
@@ -54,7 +56,7 @@ def cmd_flash(args) -> int:
         report = flash(board, port=args.port, firmware=args.firmware, baud=args.baud, no_reset=args.no_reset,
                        no_stub=args.no_stub, image_only=args.image_only, repl_port=args.repl_port,
                        progress=progress, offline=args.offline, allow_unpinned=args.allow_unpinned,
-                       connect_attempts=args.connect_attempts, mip_index=args.mip_index)
+                       connect_attempts=args.connect_attempts, mip_index=args.mip_index, quiet_s=args.timeout)
     except KeyboardInterrupt:
         progress.finish()
         where = args.port or "the board"

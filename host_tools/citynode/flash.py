@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -503,6 +504,50 @@ def parse_selftest(out: str) -> SelfTest:
     return SelfTest(rows, table)
 
 
+QUIET_S = 30.0  # the longest a board may stay silent while we wait for it (a self-test needs about 10 s)
+
+
+class _Watch:
+    """Bounds every wait for the board: when it has sent nothing for `quiet_s` seconds although we are waiting
+    for an answer, the port is closed, which ends the blocked read (mpremote itself would wait for ever)."""
+
+    def __init__(self, ser, quiet_s: float):
+        self.ser, self.quiet_s = ser, quiet_s
+        self.fired = False
+        self.last = time.monotonic()
+        self.reading = 0
+        read, write = ser.read, ser.write
+
+        def watched_read(*a, **k):
+            self.reading += 1
+            try:
+                data = read(*a, **k)
+            finally:
+                self.reading -= 1
+            if data:
+                self.last = time.monotonic()
+            return data
+
+        def watched_write(*a, **k):
+            self.last = time.monotonic()  # we asked something: the silence starts now
+            return write(*a, **k)
+
+        ser.read, ser.write = watched_read, watched_write
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            if self.reading and time.monotonic() - self.last > self.quiet_s:
+                self.fired = True
+                with contextlib.suppress(Exception):
+                    self.ser.close()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def open_repl(port: str, transport_factory=None):
     """mpremote's serial transport in raw REPL (without a soft reset: the unix-port node would exit)."""
     from mpremote.transport import TransportError
@@ -547,10 +592,11 @@ def _mkdirs(t, paths) -> None:
 def install_app(port: str, board: Board, config: dict | None = None, progress: JobProgress | None = None,
                 no_reset: bool = False, files: list[tuple[str, Path]] | None = None,
                 transport_factory=None, drivers: list[tuple[str, bytes]] | None = None,
-                mip_index: str | None = None, offline: bool = False) -> SelfTest:
+                mip_index: str | None = None, offline: bool = False, quiet_s: float = QUIET_S) -> SelfTest:
     """Copy the compiled app, its radio drivers (micropython-lib, see citynode.mip), config and main.py onto the
     node, verify them, run the self-test, reset. Without `drivers` it fetches them from `mip_index` (after
-    marking the node unfinished: a failed fetch leaves the marker)."""
+    marking the node unfinished: a failed fetch leaves the marker). A board silent for `quiet_s` seconds while
+    we wait for it is an error (FlashError), never a hang."""
     from mpremote.transport import TransportError, TransportExecError
 
     cfg = config if config is not None else board.node_config()
@@ -563,6 +609,8 @@ def install_app(port: str, board: Board, config: dict | None = None, progress: J
         if app_main.is_file():
             payload.append((f"{APP_MAIN}.py", app_main.read_bytes()))
         t = open_repl(port, transport_factory)
+        ser = getattr(t, "serial", None)
+        watch = _Watch(ser, quiet_s) if ser is not None else None
         try:
             started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             t.fs_writefile(MARKER, f"install of {board.name} started {started}\n".encode())
@@ -613,9 +661,17 @@ def install_app(port: str, board: Board, config: dict | None = None, progress: J
                 with contextlib.suppress(Exception):
                     t.exec_raw_no_follow("import machine\nmachine.reset()")
             return result
-        except (TransportError, OSError) as e:
-            raise FlashError(f"copying to the node on {port} failed: {e}") from None
+        except Exception as e:
+            if watch is not None and watch.fired:
+                raise FlashError(f"the board on {port} stopped answering ({quiet_s:.0f} s without a byte): unplug it "
+                                 "and plug it in again, then run the same command again; the node stays marked "
+                                 "unfinished until an install completes") from None
+            if isinstance(e, (TransportError, OSError)):
+                raise FlashError(f"copying to the node on {port} failed: {e}") from None
+            raise
         finally:
+            if watch is not None:
+                watch.stop()
             with contextlib.suppress(Exception):
                 t.close()
 
@@ -652,7 +708,8 @@ class FlashReport:
 def flash(board: Board, port: str | None = None, firmware=None, baud: int = 460800, no_reset: bool = False,
           no_stub: bool = False, image_only: bool = False, repl_port: str | None = None,
           progress: JobProgress | None = None, offline: bool = False, allow_unpinned: bool = False,
-          connect_attempts: int = 3, files=None, comports=None, mip_index: str | None = None) -> FlashReport:
+          connect_attempts: int = 3, files=None, comports=None, mip_index: str | None = None,
+          quiet_s: float = QUIET_S) -> FlashReport:
     port = find_port(port, comports)
     image, source = fetch_image(board, firmware, offline=offline, allow_unpinned=allow_unpinned)
     drivers = None
@@ -675,7 +732,7 @@ def flash(board: Board, port: str | None = None, firmware=None, baud: int = 4608
             if not no_reset and repl_port is None:
                 time.sleep(1.5)
             report.selftest = install_app(repl_port or port, board, progress=progress, no_reset=no_reset,
-                                          files=files, drivers=drivers)
+                                          files=files, drivers=drivers, quiet_s=quiet_s)
         return report
     finally:
         progress.finish()

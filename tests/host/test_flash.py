@@ -750,3 +750,33 @@ def test_monitor_holds_the_port_so_another_tool_is_told_it_is_busy():
         t.join(5)
         os.close(master)
         os.close(slave)
+
+
+def test_a_board_that_stops_answering_during_the_install_is_an_error_not_a_hang(app_src):
+    """The node freezes (SIGSTOP) once the REPL is open: install_app gives up after quiet_s with what to do,
+    instead of waiting for ever (mpremote alone would)."""
+    import signal
+
+    from mpremote.transport_serial import SerialTransport
+
+    board = get_board("virtual", BOARDS_DIR)
+    with VirtualNode(i2c=[0x76]) as node:
+        def frozen(port, baudrate):
+            t = SerialTransport(port, baudrate=baudrate)
+            proc = node._proc
+            assert proc is not None
+
+            def enter_raw_repl(soft_reset=False):
+                type(t).enter_raw_repl(t, soft_reset=soft_reset)
+                proc.send_signal(signal.SIGSTOP)  # the board stops answering from here on
+            t.enter_raw_repl = enter_raw_repl
+            return t
+
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(FlashError, match=r"stopped answering \(2 s without a byte\): unplug it"):
+                install_app(node.port, board, transport_factory=frozen, drivers=[], quiet_s=2)
+        finally:
+            if node._proc is not None:
+                node._proc.send_signal(signal.SIGCONT)
+        assert time.monotonic() - t0 < 15
