@@ -223,9 +223,67 @@ def esptool_logging(progress: JobProgress | None, part: str = "image"):
         EspLog.instance = previous
 
 
-def _port_error(e: Exception, port: str) -> FlashError:
-    """esptool/pyserial errors -> what the technician should do."""
+QUIET_S = 30.0  # the longest a board may stay silent while we wait for it (a self-test needs about 10 s)
+
+
+class _Watch:
+    """Bounds every wait for the board: when it has sent nothing for `quiet_s` seconds although we are waiting
+    for an answer, the port is closed, which ends the blocked read (mpremote itself would wait for ever)."""
+
+    def __init__(self, ser, quiet_s: float):
+        self.ser, self.quiet_s = ser, quiet_s
+        self.fired = False
+        self.last = time.monotonic()
+        self.reading = 0
+        read, write = ser.read, ser.write
+
+        def watched_read(*a, **k):
+            self.reading += 1
+            try:
+                data = read(*a, **k)
+            finally:
+                self.reading -= 1
+            if data:
+                self.last = time.monotonic()
+            return data
+
+        def watched_write(*a, **k):
+            self.last = time.monotonic()  # we asked something: the silence starts now
+            return write(*a, **k)
+
+        ser.read, ser.write = watched_read, watched_write
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            if self.reading and time.monotonic() - self.last > self.quiet_s:
+                self.fired = True
+                with contextlib.suppress(Exception):
+                    self.ser.close()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+_STAGES = {"detect": "reading the chip", "stub": "starting the flasher stub", "write": "writing"}
+_LINK_LOST = (r"socket disconnected|device disconnected|readiness to read but returned no data|Errno 5\b|"
+              r"Input/output error|Broken pipe|Errno 32\b|Connection reset|Errno 104\b|not open")
+
+
+def _port_error(e: Exception, port: str, stage: str | None = None) -> FlashError:
+    """esptool/pyserial errors -> what the technician should do. `stage`: what was under way once the board
+    had answered ("stub", "write"); then a lost link is said as such, not as a busy port."""
     msg = str(e)
+    if stage == "stub" and (not re.search(_LINK_LOST, msg, re.I) or "timed out" in msg):
+        first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
+        return FlashError(f"the flasher stub did not start on {port} ({first}): run the same command with "
+                          "--no-stub (slower, talks to the ROM loader only)")
+    if stage is not None and re.search(_LINK_LOST + r"|timed out|No serial data", msg, re.I):
+        return FlashError(f"the link to the board on {port} was lost while {_STAGES.get(stage, stage)}"
+                          " (cable, hub or power?): plug it in again and run the same command; until an image is "
+                          "written whole the board may not boot")
     if re.search(r"Errno 2\b|No such file|FileNotFoundError|Connection refused|Errno 111|could not find|"
                  r"getaddrinfo", msg, re.I):
         return FlashError(f"no board at {port}: the port does not exist (plugged in? right --port?)")
@@ -254,8 +312,9 @@ class ImageResult:
 
 def write_image(port: str, board: Board, image: bytes, baud: int = 460800, no_stub: bool = False,
                 no_reset: bool = False, compress: bool = True, progress: JobProgress | None = None,
-                connect_attempts: int = 3) -> ImageResult:
-    """Detect the chip, check it is the board's, write the image at the board's offset and verify it."""
+                connect_attempts: int = 3, quiet_s: float = QUIET_S) -> ImageResult:
+    """Detect the chip, check it is the board's, write the image at the board's offset and verify it. A chip
+    silent for `quiet_s` seconds while esptool waits for it ends the write with an error, never a hang."""
     from esptool import cmds
     from esptool.util import FatalError, NotImplementedInROMError
     from serial import SerialException
@@ -270,6 +329,8 @@ def write_image(port: str, board: Board, image: bytes, baud: int = 460800, no_st
                                    connect_attempts=connect_attempts)
         except (FatalError, SerialException, OSError) as e:
             raise _port_error(e, port) from None
+        stage = "detect"
+        watch = _Watch(esp._port, quiet_s)
         try:
             found = ESPTOOL_CHIP_NAMES.get(esp.CHIP_NAME, esp.CHIP_NAME)
             if found != board.chip:
@@ -277,8 +338,10 @@ def write_image(port: str, board: Board, image: bytes, baud: int = 460800, no_st
                                  f"{esp.CHIP_NAME}; pick the right --board")
             raw_mac = esp.read_mac("BASE_MAC")  # the base class is typed NoReturn; chip classes return bytes
             mac = ":".join(f"{b:02x}" for b in raw_mac)  # pyright: ignore[reportGeneralTypeIssues]
+            stage = "stub"
             if not no_stub:
                 esp = cmds.run_stub(esp)
+            stage = "write"
             if baud != ROM_BAUD:
                 try:
                     esp.change_baud(baud)
@@ -303,15 +366,24 @@ def write_image(port: str, board: Board, image: bytes, baud: int = 460800, no_st
             return ImageResult(chip=found, mac=mac, offset=board.flash_offset, size=len(image), md5=md5,
                                seconds=time.monotonic() - t0, stub=esp.IS_STUB, log=logger.lines)
         except FatalError as e:
+            if watch.fired:
+                e = FatalError(f"timed out: {quiet_s:.0f} s without a byte")
             if "MD5 of file does not match" in str(e) or "Verify failed" in str(e):
                 raise FlashError(f"verify failed: flash at {board.flash_offset:#x} does not match the image "
                                  "(MD5 mismatch); the board may be faulty, try another cable or board") from None
             if "is not an" in str(e) and "image" in str(e):
                 raise FlashError(f"the firmware is not for this chip: {str(e).splitlines()[0]}") from None
-            raise _port_error(e, port) from None
-        except SerialException as e:
-            raise _port_error(e, port) from None
+            raise _port_error(e, port, stage) from None
+        except (SerialException, OSError) as e:
+            if watch.fired:
+                e = OSError(f"timed out: {quiet_s:.0f} s without a byte")
+            raise _port_error(e, port, stage) from None
+        except Exception:
+            if not watch.fired:
+                raise
+            raise _port_error(OSError(f"timed out: {quiet_s:.0f} s without a byte"), port, stage) from None
         finally:
+            watch.stop()
             with contextlib.suppress(Exception):
                 esp._port.close()
 
@@ -504,50 +576,6 @@ def parse_selftest(out: str) -> SelfTest:
     return SelfTest(rows, table)
 
 
-QUIET_S = 30.0  # the longest a board may stay silent while we wait for it (a self-test needs about 10 s)
-
-
-class _Watch:
-    """Bounds every wait for the board: when it has sent nothing for `quiet_s` seconds although we are waiting
-    for an answer, the port is closed, which ends the blocked read (mpremote itself would wait for ever)."""
-
-    def __init__(self, ser, quiet_s: float):
-        self.ser, self.quiet_s = ser, quiet_s
-        self.fired = False
-        self.last = time.monotonic()
-        self.reading = 0
-        read, write = ser.read, ser.write
-
-        def watched_read(*a, **k):
-            self.reading += 1
-            try:
-                data = read(*a, **k)
-            finally:
-                self.reading -= 1
-            if data:
-                self.last = time.monotonic()
-            return data
-
-        def watched_write(*a, **k):
-            self.last = time.monotonic()  # we asked something: the silence starts now
-            return write(*a, **k)
-
-        ser.read, ser.write = watched_read, watched_write
-        self._stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            if self.reading and time.monotonic() - self.last > self.quiet_s:
-                self.fired = True
-                with contextlib.suppress(Exception):
-                    self.ser.close()
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
 def open_repl(port: str, transport_factory=None):
     """mpremote's serial transport in raw REPL (without a soft reset: the unix-port node would exit)."""
     from mpremote.transport import TransportError
@@ -724,7 +752,7 @@ def flash(board: Board, port: str | None = None, firmware=None, baud: int = 4608
         progress.plan(image=len(image), verify=len(image) // 50, app=200_000, selftest=20_000)
     progress.update("image", 0.0, "connecting")
     try:
-        result = write_image(port, board, image, baud=baud, no_stub=no_stub, no_reset=no_reset,
+        result = write_image(port, board, image, baud=baud, no_stub=no_stub, no_reset=no_reset, quiet_s=quiet_s,
                              progress=progress, connect_attempts=connect_attempts)
         report = FlashReport(port=port, image=result, image_source=source)
         if not image_only:

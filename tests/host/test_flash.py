@@ -780,3 +780,33 @@ def test_a_board_that_stops_answering_during_the_install_is_an_error_not_a_hang(
             if node._proc is not None:
                 node._proc.send_signal(signal.SIGCONT)
         assert time.monotonic() - t0 < 15
+
+
+def test_a_link_lost_mid_write_is_said_as_such_not_as_a_busy_port(fw_file, capsys):
+    with Esp32RomSim(drop_after_blocks=3) as sim:
+        rc = main(["flash", "--board", "tbeam", "--port", sim.url, "--firmware", str(fw_file), "--image-only",
+                   "--no-stub"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "busy" not in err, err
+    assert f"the link to the board on {sim.url} was lost while writing (cable, hub or power?)" in err
+
+
+def test_a_stub_that_does_not_start_suggests_no_stub(fw_file, capsys):
+    with Esp32RomSim(stub_fails="garbage") as sim:
+        rc = main(["flash", "--board", "tbeam", "--port", sim.url, "--firmware", str(fw_file), "--image-only"])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"the flasher stub did not start on {sim.url}" in err and "--no-stub" in err, err
+    with Esp32RomSim() as sim:  # and with --no-stub the same board is flashed
+        assert main(["flash", "--board", "tbeam", "--port", sim.url, "--firmware", str(fw_file), "--image-only",
+                     "--no-stub"]) == 0
+
+
+def test_a_chip_gone_silent_ends_the_write_after_the_timeout_with_the_stub_hint(fw_file):
+    """esptool waits for ever for the stub's greeting on a silent chip; the watch ends it."""
+    board = get_board("tbeam", BOARDS_DIR)
+    t0 = time.monotonic()
+    with Esp32RomSim(stub_fails="silent") as sim:
+        with pytest.raises(FlashError, match="the flasher stub did not start .*timed out: 2 s without a byte.*"
+                                             "--no-stub"):
+            write_image(sim.url, board, fw_file.read_bytes(), quiet_s=2)
+    assert time.monotonic() - t0 < 15

@@ -117,7 +117,8 @@ class Esp32RomSim:
 
     def __init__(self, chip: str = "esp32", flash_size: int = 4 << 20, corrupt: bool = False,
                  busy: bool = False, silent: bool = False, line_rate: bool = False, baud: int = 115200,
-                 mac: bytes = b"\x24\x0a\xc4\x12\x34\x56"):
+                 mac: bytes = b"\x24\x0a\xc4\x12\x34\x56", drop_after_blocks: int | None = None,
+                 stub_fails: str | None = None):
         if chip not in CHIPS:
             raise ValueError(f"unknown chip {chip!r}; expected one of {sorted(CHIPS)}")
         if flash_size not in SIZE_CODE:
@@ -126,6 +127,10 @@ class Esp32RomSim:
         self._c = CHIPS[chip]
         self.flash = bytearray(b"\xff" * flash_size)
         self.corrupt, self.busy, self.silent, self.line_rate = corrupt, busy, silent, line_rate
+        # faults: the link drops after this many flash data blocks (a cable pulled mid-write); the uploaded
+        # stub does not start: "garbage" instead of its OHAI greeting, or "silent" from then on
+        self.drop_after_blocks, self.stub_fails = drop_after_blocks, stub_fails
+        self._blocks = 0
         self.baud = baud
         self.mac = mac
         self.regs: dict[int, int] = {}
@@ -213,6 +218,10 @@ class Esp32RomSim:
                 for frame in dec.feed(data):
                     if self.silent:
                         continue
+                    if len(frame) > 1 and frame[1] in (FLASH_DATA, FLASH_DEFL_DATA):
+                        self._blocks += 1
+                        if self.drop_after_blocks is not None and self._blocks > self.drop_after_blocks:
+                            raise OSError("link dropped (simulated)")
                     for reply in self._handle(frame):
                         out = slip_encode(reply)
                         if self.line_rate:
@@ -435,6 +444,11 @@ class Esp32RomSim:
         no_entry, entry = struct.unpack("<II", data[:8])
         replies = [self._reply(op)]
         self._mem = None
+        if not no_entry and entry and self.stub_fails:  # the stub crashes at once
+            if self.stub_fails == "silent":
+                self.silent = True
+                return replies
+            return replies + [b"OHNO"]
         if not no_entry and entry:  # "runs" the uploaded flasher stub
             self.stub = True
             self._erased = set()
