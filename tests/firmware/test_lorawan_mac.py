@@ -434,3 +434,24 @@ def test_region_airtime_and_duty_ledger():
     assert d.wait_ms(1, t0, 2401) == 0  # another sub-band is independent
     assert d.wait_ms(0, t0, 3601) == -1  # longer than the whole 0.1 % hour budget
     assert d.used_ms(2, (10 + 61) * 60000) == 0
+
+
+def test_a_node_provisioned_anew_joins_as_its_new_identity():
+    """citynode provision --replace writes another DevEUI and AppKey: the session (and the last JoinNonce) kept
+    in NVS belong to the old identity, so the MAC drops them and joins afresh instead of sending as the old
+    device (it did, and its new identity's join-accepts were refused until their JoinNonce passed the old)."""
+    store = DictStore()
+    r = Rig(store=store)
+    r.mac.join()
+    r.mac.send(1, b"old")
+    assert store.get_int("jn") > 0
+    new_eui, new_key = bytes.fromhex("0101000000b21801"), bytes(range(16, 32))
+    dev2 = r.ns.add_device(new_eui, new_key, JOIN_EUI)
+    boot = Mac(SimModem(r.air), r.clock, store, new_eui, JOIN_EUI, new_key, rand=lambda n: 0, battery=lambda: 200)
+    assert not boot.joined and store.get_int("jn") == 0
+    assert boot.join() and boot.devaddr == dev2.devaddr != r.mac.devaddr
+    boot.send(1, b"new")
+    assert dev2.uplinks[-1].data == b"new" and r.dev.uplinks[-1].data == b"old"
+    # and the same identity after a reboot still keeps its session
+    again = Mac(SimModem(r.air), r.clock, store, new_eui, JOIN_EUI, new_key, rand=lambda n: 0, battery=lambda: 200)
+    assert again.joined and again.devaddr == dev2.devaddr

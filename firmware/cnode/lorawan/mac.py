@@ -121,8 +121,15 @@ class Mac:
 
     def _load(self):
         blob = self.store.get_blob("ss")
-        if blob is None or len(blob) != struct.calcsize(_SESSION_FMT) + R.NUM_CHANNELS * struct.calcsize(_CH_FMT):
+        n = struct.calcsize(_SESSION_FMT) + R.NUM_CHANNELS * struct.calcsize(_CH_FMT)
+        if blob is None or len(blob) != n + 16:
             return  # no session, or one written by another layout: join again
+        if any(blob[n + i] != (self.dev_eui[i] if i < 8 else self.join_eui[i - 8]) for i in range(16)):
+            # the node was provisioned anew (citynode provision --replace): the stored session and the last
+            # JoinNonce belong to the old identity; this one joins afresh
+            self.store.set_int("jn", 0)
+            self.store.commit()
+            return
         (self.devaddr, nwk, app, self.rx1_dr_offset, self.rx2_dr, d, self.rx2_freq, self.dr, self.tx_power,
          self.nb_trans, self.max_dcycle, adr, self.ch_mask) = struct.unpack_from(_SESSION_FMT, blob, 0)
         self.rx1_delay_ms = d * 1000
@@ -149,7 +156,9 @@ class Mac:
     def _save(self):
         n = struct.calcsize(_SESSION_FMT)
         m = struct.calcsize(_CH_FMT)
-        blob = bytearray(n + m * R.NUM_CHANNELS)
+        blob = bytearray(n + m * R.NUM_CHANNELS + 16)  # + the identity it belongs to (DevEUI, JoinEUI)
+        blob[n + m * R.NUM_CHANNELS:n + m * R.NUM_CHANNELS + 8] = self.dev_eui
+        blob[n + m * R.NUM_CHANNELS + 8:] = self.join_eui
         struct.pack_into(_SESSION_FMT, blob, 0, self.devaddr, self.nwk_skey, self.app_skey, self.rx1_dr_offset,
                          self.rx2_dr, self.rx1_delay_ms // 1000, self.rx2_freq, self.dr, self.tx_power,
                          self.nb_trans, self.max_dcycle, 1 if self.adr else 0, self.ch_mask)

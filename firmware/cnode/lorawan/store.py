@@ -4,10 +4,10 @@
 # key limit); a board maps them to esp32.NVS. Writes are counted so tests can check flash wear.
 # Keys: "dn" next DevNonce (written before each join-request), "jn" last accepted JoinNonce, "fu" FCntUp bound
 # (written once per FCNT_PERSIST_EVERY frames), "fd" next FCntDown (written per accepted downlink), "ss" the
-# session blob (194 B: DevAddr, keys, RX settings, DR/power/NbTrans, channel plan; written on join and when a
-# MAC command changes it), "_ans" the MAC answers owed (4 B sticky RXParamSetup/RXTimingSetup/DlChannel status
-# and confirmed-downlink ACK, then the one-shot answers; written by a downlink that asks, rewritten once the
-# answers went out). A node that deep-sleeps between uplinks reboots each time: back "fu" with RTC
+# session blob (210 B: DevAddr, keys, RX settings, DR/power/NbTrans, channel plan, then the DevEUI and JoinEUI
+# it belongs to; written on join and when a MAC command changes it), "_ans" the MAC answers owed (4 B sticky
+# RXParamSetup/RXTimingSetup/DlChannel status and confirmed-downlink ACK, then the one-shot answers; written by
+# a downlink that asks, rewritten once the answers went out). A node that deep-sleeps between uplinks reboots each time: back "fu" with RTC
 # memory (falling back to NVS on power-on) or it skips up to FCNT_PERSIST_EVERY counts per wake.
 
 
