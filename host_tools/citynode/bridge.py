@@ -336,14 +336,16 @@ class Bridge:
             for s in live:
                 s.barrier.clear()
                 s.client.unsubscribe(BARRIER_TOPIC)
+            end = time.monotonic() + 5  # for all of them together: a stop is bounded
             for s in live:
-                s.barrier.wait(5)
+                s.barrier.wait(max(0.0, end - time.monotonic()))
             for s in self.sessions:
                 s.closed.clear()
                 s.client.disconnect()
+            end = time.monotonic() + 5
             for s in self.sessions:
                 if s in live:
-                    s.closed.wait(5)
+                    s.closed.wait(max(0.0, end - time.monotonic()))
                 s.client.loop_stop()
             self.out.disconnect()
             self.out.loop_stop()
