@@ -13,13 +13,18 @@ _UART_DRIVERS = ("sds011", "sps30", "pms5003", "nmea")
 _UART_BAUD = {"sds011": 9600, "pms5003": 9600, "sps30": 115200, "nmea": 9600}
 _CLASS = {"bme280": "BME280", "sht4x": "SHT4x", "scd4x": "SCD4x", "dnms": "DNMS", "qmc5883l": "QMC5883L",
           "vl53l1x": "VL53L1X", "sds011": "SDS011", "sps30": "SPS30", "pms5003": "PMS5003", "nmea": "NMEA",
-          "pulse": "PulseCounter", "battery": "Battery"}
+          "pulse": "PulseCounter", "blecount": "BleCounter", "battery": "Battery"}
 _ALIAS = {"gps_nmea": "nmea", "pir_counter": "pulse", "pir": "pulse", "radar": "pulse"}
 # channels of each driver, known before it is built (a missing sensor still has its channels flagged)
 _CHANNELS = {"bme280": ("temperature", "humidity", "pressure"), "sht4x": ("temperature", "humidity"),
              "scd4x": ("co2",), "dnms": ("noise_laeq", "noise_lamax"), "qmc5883l": ("parked", "vehicles"),
              "vl53l1x": ("distance", "occupancy"), "sds011": ("pm2_5", "pm10"), "sps30": ("pm1", "pm2_5", "pm10"),
-             "pms5003": ("pm1", "pm2_5", "pm10"), "nmea": ("latitude", "longitude"), "battery": ("battery",)}
+             "pms5003": ("pm1", "pm2_5", "pm10"), "nmea": ("latitude", "longitude"), "blecount": ("pedestrians",),
+             "battery": ("battery",)}
+# a blecount entry's keys: the counter's, then the scan's (board-file key, start() argument); a key the file
+# leaves out keeps the driver's default (cnode.drivers.blecount: k_min 5, a 30 ms window every 300 ms)
+_BLE_COUNTER_KEYS = ("capacity", "rssi_min", "k_min")
+_BLE_SCAN_KEYS = (("scan_interval_us", "interval_us"), ("scan_window_us", "window_us"))
 WDT_MS = const(120000)  # longer than the longest cycle (30 s warm-up, join windows, sends)
 
 
@@ -45,7 +50,7 @@ class Absent:
     """Stands in for a sensor that did not answer at start-up: its channels read as missing, and every
     read tries to bring the real driver up again (a sensor plugged in later, a slow power rail)."""
 
-    def __init__(self, name, make, err):
+    def __init__(self, name, make, err, counts=False):
         self.name = name
         self.channels = _CHANNELS.get(name, ())
         self.values = [None] * len(self.channels)
@@ -53,6 +58,9 @@ class Absent:
         self.error = err
         self._make = make
         self.real = None
+        # a counter keeps the node awake even while it is absent, so that once it comes up it counts whole
+        # windows (cnode.runner.sleep_deep asks at boot)
+        self.keeps_count_in_ram = counts
 
     def read(self):
         if self.real is None:
@@ -61,9 +69,30 @@ class Absent:
             except (SensorError, OSError) as e:
                 self.error = e
                 raise SensorAbsent("%s: %s" % (self.name, e))
+            if self.keeps_count_in_ram:  # it counted nothing of this window: missing, not a count of 0
+                raise SensorAbsent("%s: up again, counting from now" % self.name)
         self.real.read()
         for i in range(len(self.values)):
             self.values[i] = self.real.values[i]
+
+
+def _ble_counter(cls, s, clock):
+    """A BLE counter (cnode.drivers.blecount) on the chip's own radio, scanning as the board file says."""
+    try:
+        import bluetooth
+    except ImportError:
+        raise SensorAbsent("blecount: this MicroPython has no bluetooth module")
+    kw = {}
+    for k in _BLE_COUNTER_KEYS:
+        if k in s:
+            kw[k] = s[k]
+    c = cls(clock, **kw)
+    scan = {}
+    for k, arg in _BLE_SCAN_KEYS:
+        if k in s:
+            scan[arg] = s[k]
+    c.start(bluetooth.BLE(), **scan)
+    return c
 
 
 def _driver_class(name):
@@ -163,6 +192,8 @@ class Hardware:
             m = self.machine
             pin = m.Pin(s["pin"], m.Pin.IN)
             return lambda: cls(pin, clock, channel=s.get("channel", "pedestrians"), dead_ms=s.get("dead_ms", 2000))
+        if name == "blecount":  # the chip's own BLE radio, no bus; its clock is never a light sleep (it scans)
+            return lambda: _ble_counter(cls, s, clock)
         raise BoardError("driver %r has no bus rule" % name)
 
     def slots(self, clock, nap=None):
@@ -175,7 +206,7 @@ class Hardware:
             try:
                 drv = make()
             except (SensorError, OSError) as e:
-                drv = Absent(name, make, e)
+                drv = Absent(name, make, e, getattr(_driver_class(name)[1], "keeps_count_in_ram", False))
             warm = getattr(drv, "warmup_ms", 0) or getattr(_driver_class(name)[1], "warmup_ms", 0)
             out.append(Slot(drv, every=s.get("every", 1), warmup_ms=warm, reads=s.get("reads", 1),
                             spacing_ms=s.get("spacing_ms", 1000)))

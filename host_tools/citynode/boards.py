@@ -20,7 +20,7 @@ RADIO_PINS = {  # pins each radio needs, by type
     "rak3172": ("tx", "rx"),
     "simulated": (),  # the virtual node: radio and network in-process (citynode.hwsim.virtual_board)
 }
-BUSES = ("i2c", "uart", "pin", "adc", "i2s")
+BUSES = ("i2c", "uart", "pin", "adc", "i2s", "ble")  # ble: the chip's own radio (cnode.drivers.blecount)
 GPIO_MAX = {"esp32": 39, "esp32s3": 48}
 
 

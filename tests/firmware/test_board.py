@@ -57,3 +57,82 @@ def test_missing_uart_is_a_board_error():
     machine.use(clock)
     hw = Hardware({"sensors": [{"driver": "sds011", "uart": 2}]}, machine)
     raises(BoardError, hw.slots, clock)
+
+
+# --- the BLE counter: on the chip's own radio, through the bluetooth module (the double under test) ----------
+def _ble_board(every=1):
+    return {"chip": "esp32", "sensors": [{"driver": "blecount", "bus": "ble", "every": every, "capacity": 64,
+                                          "k_min": 6, "rssi_min": -80, "scan_interval_us": 320000,
+                                          "scan_window_us": 25000}]}
+
+
+def _crowd(n):
+    from citynode.hwsim.twin_mobility import BleCrowd
+
+    crowd = BleCrowd()
+    for i in range(n):
+        crowd.add(1, bytes((0x40, 0, 0, 0, 1, i)), -60)
+    crowd.add(1, bytes((0x40, 0, 0, 0, 2, 0)), -90)  # beyond the board file's RSSI floor (-80)
+    return crowd
+
+
+def test_a_ble_counter_is_built_from_the_board_file_and_scans():
+    from citynode.hwsim import bluetooth
+    from cnode.runner import counter
+    from cnode.sampler import Sampler
+
+    clock = VirtualClock()
+    machine.use(clock)
+    bluetooth.install()
+    try:
+        slots = Hardware(_ble_board(every=3), machine).slots(clock)
+        assert len(slots) == 1 and slots[0].every == 3
+        c = slots[0].driver
+        assert type(c).__name__ == "BleCounter"
+        assert (c.capacity, c.k_min, c.rssi_min) == (64, 6, -80)
+        ble = bluetooth.BLE()
+        assert ble.active() and ble._scan == [None, 320000]  # forever, at the board file's interval
+        ble.radiate(_crowd(7))
+        ble.advance(3000)
+        sampler = Sampler(slots, clock)
+        assert counter(sampler) is c  # it counts in RAM: the node stays out of deep sleep
+        assert sampler.sample() == 0
+        k = sampler.index("pedestrians")
+        assert sampler.vals[k] == 7 and sampler.flags[k] == 0
+    finally:
+        bluetooth.uninstall()
+
+
+def test_without_bluetooth_the_ble_counter_reads_as_missing_until_it_comes_up():
+    import sys
+    from citynode.hwsim import bluetooth
+    from cnode.channels import F_MISSING
+    from cnode.runner import counter
+    from cnode.sampler import Sampler
+
+    bluetooth.uninstall()
+    try:
+        import bluetooth as real  # noqa: F401
+        return  # this interpreter has a bluetooth module of its own: nothing to check here
+    except ImportError:
+        pass
+    clock = VirtualClock()
+    machine.use(clock)
+    slots = Hardware(_ble_board(), machine).slots(clock)
+    d = slots[0].driver
+    assert type(d).__name__ == "Absent" and "bluetooth" in str(d.error)
+    assert d.channels == ("pedestrians",) and d.keeps_count_in_ram
+    sampler = Sampler(slots, clock)
+    assert counter(sampler) is d  # awake anyway: once it comes up, it counts whole windows
+    k = sampler.index("pedestrians")
+    assert sampler.sample() == 1 and sampler.vals[k] is None and sampler.flags[k] == F_MISSING
+    bluetooth.install()  # the radio comes up
+    try:
+        assert sampler.sample() == 1 and sampler.vals[k] is None  # it has counted nothing of this window
+        assert "counting from now" in slots[0].last_error
+        bluetooth.BLE().radiate(_crowd(8))
+        bluetooth.BLE().advance(2000)
+        assert sampler.sample() == 0 and sampler.vals[k] == 8 and sampler.flags[k] == 0
+    finally:
+        bluetooth.uninstall()
+    assert "bluetooth" not in sys.modules

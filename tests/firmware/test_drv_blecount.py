@@ -1,8 +1,10 @@
-# BLE counter tests: HMAC vectors, distinct counting, RSSI, saturation, k-suppression, salt rotation, privacy.
+# BLE counter tests: HMAC vectors, distinct counting, RSSI, saturation, k-suppression (on by default), passive
+# scanning, a window closing while the BLE task adds, salt rotation, privacy.
 from citynode.hwsim.clock import VirtualClock
 from citynode.hwsim.twin_mobility import BleCrowd
 from cnode.channels import F_OUT_OF_RANGE
-from cnode.drivers.blecount import BleCounter, key_pads, HASH_LEN, FLAG_SATURATED, FLAG_SUPPRESSED
+from cnode.drivers.blecount import (BleCounter, key_pads, HASH_LEN, FLAG_SATURATED, FLAG_SUPPRESSED, K_MIN,
+                                    SCAN_INTERVAL_US, SCAN_WINDOW_US)
 from fwtest import tohex, raises
 
 
@@ -58,7 +60,7 @@ def test_rssi_threshold_and_other_events():
     c.irq(5, (1, memoryview(_addr(2)), 0, -80, memoryview(b"")))
     c.irq(6, None)  # _IRQ_SCAN_DONE is ignored
     assert c.weak == 1
-    assert c.read() == 1
+    assert c.count == 1
 
 
 def test_saturation_flagged():
@@ -70,8 +72,9 @@ def test_saturation_flagged():
     assert c.count == 16
     assert c.read() == 16
     assert c.flags == F_OUT_OF_RANGE and c.why == FLAG_SATURATED
-    c.add(1, _addr(1), -50)
-    assert c.read() == 1 and c.flags == 0
+    for i in range(5):
+        c.add(1, _addr(i), -50)
+    assert c.read() == 5 and c.flags == 0
 
 
 def test_k_suppression():
@@ -83,6 +86,117 @@ def test_k_suppression():
     for i in range(5):
         c.add(1, _addr(i), -50)
     assert c.read() == 5 and c.flags == 0
+
+
+def test_k_anonymity_is_on_by_default():
+    # issue 14: the counter shipped with k_min 0, so a window with one phone in it reported 1
+    clk, c = _counter()
+    assert c.k_min == K_MIN == 5
+    c.add(1, _addr(1), -50)
+    assert c.read() == 0 and c.values == [0]
+    assert c.flags == F_OUT_OF_RANGE and c.why == FLAG_SUPPRESSED
+    for i in range(4):
+        c.add(1, _addr(i), -50)
+    assert c.read() == 0 and c.flags == F_OUT_OF_RANGE
+    for i in range(5):
+        c.add(1, _addr(i), -50)
+    assert c.read() == 5 and c.values == [5] and c.flags == 0 and c.why == 0
+
+
+def test_below_k_reads_exactly_as_an_empty_window():
+    # 0, 1 .. k-1 devices: the same value, flags and reason, so a reading cannot tell them apart
+    seen = []
+    for n in range(K_MIN):
+        clk, c = _counter()
+        for i in range(n):
+            c.add(1, _addr(i), -50)
+        seen.append((c.read(), list(c.values), c.flags, c.why))
+    assert seen == [(0, [0], F_OUT_OF_RANGE, FLAG_SUPPRESSED)] * K_MIN
+
+
+def test_k_can_be_set_and_turned_off():
+    clk, c = _counter(k_min=10)
+    for i in range(9):
+        c.add(1, _addr(i), -50)
+    assert c.read() == 0 and c.why == FLAG_SUPPRESSED
+    clk, c = _counter(k_min=0)  # off: every count as it is, an empty window unflagged
+    assert c.read() == 0 and c.flags == 0
+    c.add(1, _addr(1), -50)
+    assert c.read() == 1 and c.flags == 0
+    raises(ValueError, BleCounter, clk, k_min=-1)
+    raises(ValueError, BleCounter, clk, capacity=4, k_min=5)  # every window would be suppressed
+
+
+class FakeBle:
+    """Records the calls a driver makes on bluetooth.BLE() (the port's call signatures: positional only)."""
+
+    def __init__(self):
+        self.calls = []
+        self.handler = None
+
+    def active(self, *a):
+        self.calls.append(("active",) + a)
+
+    def irq(self, h):
+        self.calls.append(("irq", h is not None))
+        self.handler = h
+
+    def gap_scan(self, *a):
+        self.calls.append(("gap_scan",) + a)
+
+
+def test_start_scans_passively_forever_and_stop_ends_it():
+    clk, c = _counter()
+    ble = FakeBle()
+    pads = bytes(c._ipad)
+    c.start(ble)
+    assert bytes(c._ipad) != pads  # a new salt, drawn once the radio is on (the ESP32's RNG needs it)
+    # active=False (the port's default, not passed): no scan request ever goes to a device
+    assert ble.calls == [("active", True), ("gap_scan", None), ("irq", True),
+                         ("gap_scan", 0, SCAN_INTERVAL_US, SCAN_WINDOW_US)]
+    assert (SCAN_INTERVAL_US, SCAN_WINDOW_US) == (300000, 30000)
+    assert SCAN_INTERVAL_US % 625 == 0 and SCAN_WINDOW_US % 625 == 0  # whole HCI units
+    for i in range(6):
+        ble.handler(5, (1, memoryview(_addr(i)), 0, -60, memoryview(b"")))
+    assert c.read() == 6
+    c.stop()
+    assert ble.calls[-2:] == [("gap_scan", None), ("irq", False)]
+    c.start(FakeBle(), 1280000, 11250)
+    raises(ValueError, c.start, FakeBle(), 10000, 20000)  # a window longer than the interval
+
+
+class _BleTask:
+    """A clock whose sleep_ms lets the 'BLE task' run: it finishes the add() it was in the middle of, then
+    another advertisement arrives (while read() is still closing the window)."""
+
+    def __init__(self, clk):
+        self.clk = clk
+        self.c = None
+        self.slept = 0
+
+    def time(self):
+        return self.clk.time()
+
+    def sleep_ms(self, ms):
+        self.slept += ms
+        c = self.c
+        c._busy = False  # the add() in progress ends
+        assert c.add(1, _addr(99), -50) is False  # arrives during the close: dropped, not counted
+        assert not any(c._msg)
+
+
+def test_an_advertisement_during_the_window_close_is_dropped_not_kept():
+    clk = VirtualClock(start_s=9000 * 86400)
+    task = _BleTask(clk)
+    c = BleCounter(task, urandom=Rand())
+    task.c = c
+    for i in range(6):
+        c.add(1, _addr(i), -50)
+    c._busy = True  # the BLE task was interrupted inside add(): read() must wait for it
+    assert c.read() == 6
+    assert task.slept >= 1 and c.dropped == 1
+    assert not any(c._table) and not any(c._used) and c.count == 0  # nothing of it in the next window
+    assert c.add(1, _addr(99), -50) is True  # after the close, the next window counts again
 
 
 def _stored_hashes(c):

@@ -44,6 +44,8 @@ def test_every_board_is_checked():
 @pytest.mark.parametrize("name", DEEP)
 def test_in_deep_sleep_every_chip_is_in_its_lowest_state(name, lora_lib_or_none):
     b = _board(name)
+    # a BLE counter keeps its board awake (it counts in RAM): the board's other chips are checked without it
+    b["sensors"] = [s for s in b["sensors"] if s["driver"] != "blecount"]
     r = run(b, days=0.02, lib_dir=lora_lib_or_none)  # about 29 virtual minutes: six wakes
     assert r.wakes >= 5
     for comp, (part, state, _) in r.sleep_states.items():

@@ -180,6 +180,9 @@ def run(board: dict, days: float = 1.0, interval_s: int | None = None, dr: int |
             if kind in ("lora-e5", "rak3172"):
                 notes.append(f"radio: the {kind} is metered idle between transmissions (its receive windows at the "
                              "idle figure): our firmware does not send it a low-power command yet")
+        if "blecount" in vb.twins:
+            notes.append("blecount: the BLE radio's listening (the scan window's share of the time) is not metered; "
+                         "the CPU it keeps awake (no deep sleep while it counts) is")
         boot_ms = model.state_ms(cpu, "boot") or 0
         end_us = int(days * 86400e6)
         wakes = 0

@@ -347,3 +347,75 @@ class BleCrowd:
                     n += 1
             t += every_ms
         return n
+
+
+# Passers-by per hour of the day for BleStreet: an illustration, not a measurement (quiet at night, busiest in
+# the late afternoon), chosen so that night windows fall below the counter's k and day windows do not.
+STREET_PER_HOUR = (6, 3, 2, 2, 2, 6, 30, 90, 150, 140, 160, 220, 260, 240, 220, 230, 260, 280, 220, 150, 90,
+                   50, 25, 12)
+
+
+class BleStreet:
+    """BLE advertisers near a counter on a street, made as time passes: a day costs what is in range at each
+    moment, not everyone who passed by. `residents` devices stay in range all the time (a shop's beacon, a TV
+    in a flat above) and change their random address every rotate_ms, as phones do; passers-by arrive
+    per_hour[h] in hour h of the day (uniformly spread over the hour, the same every day), each with a new
+    resolvable private address, in range for a draw in dwell_ms, at an RSSI drawn in `rssi`.
+    scan(handler, t0_ms, t1_ms, every_ms) is BleCrowd's. `passed` counts the passers-by made so far."""
+
+    def __init__(self, per_hour=STREET_PER_HOUR, residents=2, rotate_ms=900000, dwell_ms=(15000, 60000),
+                 rssi=(-95, -55), resident_rssi=-75, seed=7):
+        self.per_hour = per_hour
+        self.residents = residents
+        self.rotate_ms = rotate_ms
+        self.dwell = dwell_ms
+        self.rssi = rssi
+        self.resident_rssi = resident_rssi
+        self.seed = seed
+        self.rng = Rng(seed)
+        self.passed = 0
+        self._hour = -1  # the last hour whose passers-by are made
+        self._coming = []  # (t_on_ms, t_off_ms, addr, rssi), by t_on
+        self._near = []
+        self._adv = bytes((2, 1, 6, 3, 3, 0x6F, 0xFD))  # flags + 16-bit UUID list
+
+    def _addr(self, rng):
+        # most significant bits 01: a resolvable private address (Core spec Vol 6 Part B 1.3.2.2); byte 0 is
+        # the most significant, as bluetooth IRQ event 5 gives it
+        return bytes([0x40 | rng.below(64)] + [rng.below(256) for _ in range(5)])
+
+    def _make_hour(self, h):
+        n = int(self.per_hour[h % len(self.per_hour)])
+        rng = self.rng
+        base = h * 3600000
+        lo, hi = self.dwell
+        for t in sorted(base + rng.below(3600000) for _ in range(n)):
+            self._coming.append((t, t + lo + rng.below(hi - lo + 1), self._addr(rng),
+                                 self.rssi[0] + rng.below(self.rssi[1] - self.rssi[0] + 1)))
+        self.passed += n
+
+    def resident_addr(self, i, t_ms):
+        """Resident i's address at t_ms (each changes at its own phase of rotate_ms)."""
+        epoch = (t_ms + i * 277771) // self.rotate_ms
+        return self._addr(Rng(self.seed * 7919 + i * 104729 + epoch * 31))
+
+    def scan(self, handler, t0_ms, t1_ms, every_ms=1000):
+        adv = self._adv
+        t = t0_ms
+        n = 0
+        while t < t1_ms:
+            while self._hour < t // 3600000:
+                self._hour += 1
+                self._make_hour(self._hour)
+            coming = self._coming
+            while coming and coming[0][0] <= t:
+                self._near.append(coming.pop(0))
+            self._near = [d for d in self._near if d[1] > t]
+            for i in range(self.residents):
+                handler(5, (1, memoryview(self.resident_addr(i, t)), 0, self.resident_rssi, memoryview(adv)))
+                n += 1
+            for d in self._near:
+                handler(5, (1, memoryview(d[2]), 0, d[3], memoryview(adv)))
+                n += 1
+            t += every_ms
+        return n

@@ -15,6 +15,7 @@ from citynode.netserver import NetworkServer
 
 START_S = 820540800  # 2026-01-01 (seconds since 2000): the network server's time when the board powers on (its clock: 0)
 POSITION_E5 = (5227990, 804720)  # Osnabrück, Neumarkt: the GPS twin's fix (degrees x 1e5)
+BLE_STEP_MS = 5000  # the BLE double delivers each advertiser in range once per 5 s (see bluetooth.follow)
 
 
 def _num(v):
@@ -97,6 +98,15 @@ class VirtualBoard:
                 else:
                     continue
                 self.twins[d] = hw.attach_uart(rx, t)
+            elif d == "blecount":  # the chip's own BLE radio (the bluetooth double) and a street in its range
+                from citynode.hwsim import bluetooth
+                from citynode.hwsim.twin_mobility import BleStreet
+                bluetooth.install()
+                street = BleStreet()
+                ble = bluetooth.BLE()
+                ble.radiate(street)
+                ble.follow(c, BLE_STEP_MS)
+                self.twins[d] = street
             elif bus == "pin" or "pin" in s:
                 from citynode.hwsim.twin_mobility import PulseTwin
                 self.twins[d] = PulseTwin(hw.wire(s["pin"]), c, [40] * 24 * 30)
