@@ -400,7 +400,7 @@ class Bridge:
                 errors.append(self._error_record(m, "no device id usable in a topic or URL (a DevEUI, or at "
                                                     "most 36 of a-z, 0-9 and -)", (up.device or "")[:100] or None))
                 continue
-            if up.device and up.fcnt is not None:
+            if up.fcnt is not None:  # (a usable device id is checked above)
                 digest = hashlib.sha256(bytes([up.fport or 0]) + up.payload).digest()[:16]
                 key = (up.device, up.fcnt, digest)
                 if key in in_batch or self.state.delivered(*key):

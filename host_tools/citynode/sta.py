@@ -193,7 +193,8 @@ class StaClient:
 class StaOutput:
     """The bridge output that posts Observations. Entities are found by what identifies them (a Thing by its
     DevEUI in properties, a Datastream by DevEUI and channel, a Sensor or ObservedProperty by name) and made
-    when missing; if two bridges made one at the same moment, both keep the older and the newer is deleted."""
+    when missing; if two bridges made one at the same moment, both use the older, and the bridge that made the
+    newer deletes it."""
 
     def __init__(self, url: str, auth=None, boards_dir: str | None = None, registry: str | None = None,
                  timeout: float = 30.0):
@@ -256,29 +257,30 @@ class StaOutput:
     # --- entities ----------------------------------------------------------------------------------------
 
     def _ensure(self, specs: list[tuple[str, str, dict, dict, Any]]) -> None:
-        """Make sure each (collection, filter, body, cache, key) exists, caching its id. Missing ones are
-        created first, all of them; then, after SETTLE_S (so that whatever another bridge created at the same
-        moment has been committed and is seen), each is looked up again and the oldest match (lowest id) is
-        the one used, by every bridge alike; a bridge whose own creation is not the oldest deletes it before using
-        it. A bridge never deletes another's: were a server to commit one bridge's creation later than SETTLE_S,
+        """Make sure each (collection, filter, body, cache, key) exists, caching its id; the oldest match (lowest
+        id) is the one used, by every bridge alike. What is missing is created first, all of it; then, after
+        settle_s (so that whatever another bridge created at the same moment has been committed and is seen),
+        that is looked up again, and a bridge whose own creation is not the oldest deletes it before using it.
+        A bridge never deletes another's: were a server to commit one bridge's creation later than settle_s,
         the two could each keep their own, and both stay (nothing is lost)."""
-        todo = [x for x in specs if x[4] not in x[3]]
-        mine: dict[str, list] = {}  # what we created, per filter
-        for coll, flt, body, _, _ in todo:
-            if not self.client.find(coll, flt):
-                mine.setdefault(flt, []).append(self.client.create(coll, body))
-        if mine:
-            time.sleep(self.settle_s)
-        for coll, flt, _, cache, key in todo:
+        made = []
+        for coll, flt, body, cache, key in specs:
+            if key in cache:
+                continue
             found = self.client.find(coll, flt)
-            if not found:
+            if found:  # there already: no second lookup
+                cache[key] = min((e["@iot.id"] for e in found), key=_id_key)
+            else:
+                made.append((coll, flt, cache, key, self.client.create(coll, body)))
+        if made:
+            time.sleep(self.settle_s)
+        for coll, flt, cache, key, mine in made:
+            ids = sorted((e["@iot.id"] for e in self.client.find(coll, flt)), key=_id_key)
+            if not ids:
                 raise OutputDown(f"{coll} created but not found by {flt}")
-            ids = sorted((e["@iot.id"] for e in found), key=_id_key)
-            for extra in ids[1:]:
-                if extra in mine.get(flt, ()):  # only ever our own: another bridge may be using its one
-                    self.client.delete(f"/{coll}({_ref(extra)})")
-                    log.info("%s %s: made at the same moment as %s (another bridge); ours deleted", coll, extra,
-                             ids[0])
+            if mine != ids[0] and mine in ids:  # only ever our own: another bridge may be using its one
+                self.client.delete(f"/{coll}({_ref(mine)})")
+                log.info("%s %s: made at the same moment as %s (another bridge); ours deleted", coll, mine, ids[0])
             cache[key] = ids[0]
 
     def _prepare(self, todo: list[tuple[Delivery, list]]) -> None:
