@@ -122,6 +122,9 @@ class Output(Protocol):
         """(device, reason) of what was delivered but refused downstream, since the last call."""
         ...
 
+    # optional: stop_by(deadline) -- a stopping bridge's monotonic deadline; a deliver() in progress should raise
+    # OutputDown rather than begin work after it (what it left undone comes again: nothing of it is acknowledged)
+
 
 @dataclass
 class Counters:
@@ -363,12 +366,19 @@ class Bridge:
     def stop(self) -> None:
         """Ask run() to finish the batch in hand (up to drain_s) and return; safe from a signal handler."""
         self._deadline = time.monotonic() + self.drain_s
+        self._tell_output()
         self._stop.set()
+
+    def _tell_output(self) -> None:
+        stop_by = getattr(self.output, "stop_by", None)
+        if stop_by is not None:
+            stop_by(self._deadline)
 
     def fail(self, reason: str) -> None:
         log.error("%s", reason)
         self._failure = reason
         self._deadline = time.monotonic()
+        self._tell_output()
         self._stop.set()
 
     def _take(self) -> list[_Msg]:

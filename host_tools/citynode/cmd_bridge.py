@@ -2,6 +2,7 @@
 SenML per device on MQTT or as Observations to an OGC SensorThings server."""
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -86,6 +87,8 @@ def cmd_bridge(args) -> int:
                     gap_grace=args.gap_grace, state=state)
     for sig in (signal.SIGTERM, signal.SIGINT):  # both finish the batch in hand: the next run repeats nothing
         signal.signal(sig, lambda *_: bridge.stop())
+    if hasattr(signal, "SIGQUIT"):  # an operator's "where is it stuck?": every thread's stack to stderr, running on
+        faulthandler.register(signal.SIGQUIT, all_threads=True)
     rc = 0
     try:
         bridge.run()

@@ -126,6 +126,7 @@ class StaClient:
             s.headers["Authorization"] = f"Bearer {auth}"
         self.session = s
         self.spent: dict[str, list] = {}  # kind of request -> [count, seconds waiting for the answer]
+        self.give_up_at = float("inf")  # monotonic: a stopping bridge makes no request after this
 
     def delete(self, path: str) -> None:
         """DELETE; an entity already gone (another bridge deleted it first) is no error."""
@@ -138,9 +139,12 @@ class StaClient:
     def request(self, method: str, path: str, body=None, params=None) -> requests.Response:
         url = path if path.startswith("http") else self.base + path
         kind = "observations" if "Observations" in path and method == "POST" else method
+        left = self.give_up_at - time.monotonic()
+        if left <= 0:  # stopping: what is left of the batch comes again next run (nothing of it acknowledged)
+            raise OutputDown("stopping: the rest of the batch is left for the next run")
         t0 = time.perf_counter()
         try:
-            r = self.session.request(method, url, json=body, params=params, timeout=self.timeout,
+            r = self.session.request(method, url, json=body, params=params, timeout=min(self.timeout, max(left, 1.0)),
                                      allow_redirects=False)
         except requests.RequestException as e:
             raise OutputDown(f"{self.base}: {type(e).__name__}") from None
@@ -243,6 +247,10 @@ class StaOutput:
             self._post(rows)
         self.posted += new
         return new
+
+    def stop_by(self, deadline: float) -> None:
+        """A stopping bridge's deadline (monotonic): no request is begun after it, none waits much beyond it."""
+        self.client.give_up_at = deadline
 
     def summary(self) -> str:
         """Where the time went: requests by kind and the seconds spent waiting for their answers."""

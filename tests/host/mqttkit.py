@@ -208,7 +208,17 @@ class BridgeProc:
         """SIGTERM, wait, and return its final summary line."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=20)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGQUIT if hasattr(signal, "SIGQUIT") else signal.SIGKILL)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self._reader.join(5)
+            raise AssertionError("the bridge did not stop within 20 s of a SIGTERM; its log ends:\n"
+                                 + "\n".join(self.log[-40:])) from None
         self._reader.join(5)
         return next((x for x in reversed(self.log) if "received," in x), "")
 

@@ -238,6 +238,35 @@ def sta_either(request, tmp_path):
     server.stop()
 
 
+def test_a_stop_while_the_server_is_slow_is_bounded_and_the_next_run_delivers_the_rest(broker, sta_proxy, tmp_path):
+    # 0.5 s per request: the first uplinks of 6 new devices take dozens of requests (entities, then
+    # Observations), far more than the 5 s a stop may take for the batch in hand
+    devs = [f"70b3d57ed00004{i:02x}" for i in range(6)]
+    ups = [u for d in devs for u in frames_for(d, 2)]
+    exp = expected(ups)
+    state = tmp_path / "slow.db"
+    b = sta_bridge(broker, sta_proxy.url, "slowstop", tmp_path, state=state)
+    sta_proxy.delay = 0.5
+    publish_all(broker.port, [(t, m) for t, m, _ in ups])
+    b.wait_line("SensorThings at")  # it is at work on the batch
+    t0 = time.monotonic()
+    b.stop()
+    took = time.monotonic() - t0
+    assert took < 5 + 0.5 + 5 + 3, took  # drain_s + the request in flight + the sessions' round trips + slack
+    assert b.proc.returncode == 0
+    c = StaClient(sta_proxy.server.url)
+    assert len(held(c, devs)) < len(exp)  # it did give up on part of the batch
+    sta_proxy.delay = 0.0
+    b = sta_bridge(broker, sta_proxy.url, "slowstop", tmp_path, state=state)
+    try:
+        rows = wait_held(c, devs, len(exp))
+        time.sleep(1.0)
+        rows = held(c, devs)
+    finally:
+        b.stop()
+    assert sorted(rows) == sorted(exp)  # every value once
+
+
 def test_two_bridges_in_a_group_make_each_entity_once(broker, sta_either, tmp_path):
     sta_server = sta_either
     devs = [f"70b3d57ed00003{i:02x}" for i in range(12)]
