@@ -1,10 +1,13 @@
 # Downlink commands on port 3: a bounded CBOR decoder, replay protection and CBOR status frames (docs/downlink.md).
 #
-# Command: CBOR map {0: counter (uint, > the last accepted), 1: command id (uint), 2: args (if the command has any)}.
+# Command: CBOR map {0: counter (uint, above the last accepted by at most WINDOW), 1: command id (uint),
+# 2: args (if the command has any)}.
 # Status (uplink, port 3): CBOR map {0: counter, 1: command id, 2: result, ...}; a status request adds the
 # settings (3 interval, 4 dr, 5 adr, 6 channels_off mask) and what the application reports (8.. below).
-# A malformed or invalid command gives a status with its result code instead of raising; a replayed one
-# (counter not above the last accepted) is ignored. Only an executed command moves the counter.
+# A malformed or invalid command gives a status with its result code instead of raising. A command whose counter
+# is not above the last accepted (a replay), or too far above it, is refused with a status that carries the
+# node's counter (7) and a one-time challenge (14); `resync` {0: new counter, 1: 8, 2: challenge} sets the
+# counter to any value, once per challenge, so it cannot be replayed. Only an executed command moves the counter.
 from micropython import const
 
 from cnode.config import channel_id
@@ -18,15 +21,24 @@ CMD_SET_DR = const(4)  # args: 0..5
 CMD_SET_ADR = const(5)  # args: true / false
 CMD_STATUS = const(6)  # no args
 CMD_REBOOT = const(7)  # no args
+CMD_RESYNC = const(8)  # args: the challenge of the node's last refusal; key 0 is the new counter (0 allowed)
+CMD_REJOIN = const(9)  # no args: new session keys (OTAA join) after the status went out
 COMMANDS = {"set_interval": 1, "enable_channel": 2, "disable_channel": 3, "set_dr": 4, "set_adr": 5,
-            "status": 6, "reboot": 7}
+            "status": 6, "reboot": 7, "resync": 8, "rejoin": 9}
+WINDOW = const(0x10000)  # a counter may jump this far above the last accepted, no further
 # result codes in a status frame
 R_OK = const(0)
 R_MALFORMED = const(1)  # not well-formed CBOR (or beyond the decoder's bounds)
 R_FORMAT = const(2)  # CBOR, but not a command map {0: counter, 1: id, 2?: args}
 R_UNKNOWN = const(3)  # unknown command id
 R_BAD_ARG = const(4)  # argument of the wrong type or out of range
-R_REPLAY = const(5)  # counter not above the last accepted one: ignored, no status sent
+R_REPLAY = const(5)  # counter not above the last accepted one: refused (status with 7 and 14)
+R_WINDOW = const(6)  # counter more than WINDOW above the last accepted one: refused (status with 7 and 14)
+R_CHALLENGE = const(7)  # resync whose challenge is not the node's current one: refused (status with 7 and 14)
+R_UNSUPPORTED = const(8)  # a command this node cannot carry out (rejoin on a link that cannot forget its session)
+# status keys of a refusal
+S_NODE_COUNTER = const(7)  # the last accepted counter: the next command needs a higher one, within WINDOW
+S_CHALLENGE = const(14)  # what a resync must carry (uint32, not 0); the same until a resync uses it
 # status keys beyond 0..6 that the application may fill (status request only)
 S_QUEUE_DEPTH = const(8)
 S_DROPPED = const(9)
@@ -35,11 +47,14 @@ S_RESET_CAUSE = const(11)
 S_FW_VERSION = const(12)
 S_BATTERY_MV = const(13)
 # what the caller does after handle()
-ACT_NONE = const(0)  # nothing to send (replayed command)
+ACT_NONE = const(0)  # nothing to send
 ACT_SEND = const(1)  # send the status frame
 ACT_REBOOT = const(2)  # send the status frame, then reboot
+ACT_REJOIN = const(3)  # send the status frame, then forget the session and join again
 STATUS_MAX = const(51)  # fits EU868 DR0; application fields that do not fit are left out
 _NVS_COUNTER = "cmd_ctr"
+_NVS_CHALLENGE = "cmd_chl"  # in NVS, not RAM: a node that deep-sleeps reboots between refusal and resync
+_NVS_USED = "cmd_chu"  # the challenge the last resync used
 MAX_DEPTH = const(4)
 MAX_ITEMS = const(32)
 
@@ -176,13 +191,17 @@ class Downlink:
     """handle(payload) -> action; the status frame to send is self.status[:self.status_len].
 
     config: a cnode.config.Config; nvs: the NVS namespace the counter is kept in (the settings namespace
-    "cn_set", shared with config); info: optional callable returning {status key (8..): uint} for status requests.
+    "cn_set", shared with config); info: optional callable returning {status key (8..): uint} for status requests;
+    rand: callable(n) -> n random bytes for challenges (os.urandom on the node); rejoin: whether the link can
+    forget its session (ACT_REJOIN), else `rejoin` is refused as unsupported.
     """
 
-    def __init__(self, config, nvs, info=None):
+    def __init__(self, config, nvs, info=None, rand=None, rejoin=False):
         self.cfg = config
         self.nvs = nvs
         self.info = info
+        self.rand = rand
+        self.can_rejoin = rejoin
         self._out = _Out(STATUS_MAX)
         self.status = self._out.buf
         self.status_len = 0
@@ -210,17 +229,28 @@ class Downlink:
         for key in msg:
             if key not in (0, 1, 2):
                 return self._reply(counter, cmd, R_FORMAT, False)
-        if counter <= self.counter:
-            self.result = R_REPLAY
-            self.status_len = 0
-            return ACT_NONE
         args = msg.get(2)
         has = 2 in msg
-        if cmd < CMD_SET_INTERVAL or cmd > CMD_REBOOT:
+        if cmd == CMD_RESYNC:
+            if not isinstance(args, int) or isinstance(args, bool) or not 0 < args <= 0xFFFFFFFF:
+                return self._reply(counter, cmd, R_BAD_ARG, False)
+            if args != self._challenge(False):
+                return self._refuse(counter, cmd, R_CHALLENGE)
+            self.nvs.set_i32(_NVS_CHALLENGE, 0)  # used up, committed with the new counter
+            self.nvs.set_i32(_NVS_USED, args if args < 0x80000000 else args - 0x100000000)
+            self._accept(counter)
+            return self._reply(counter, cmd, R_OK, False)
+        if counter <= self.counter:
+            return self._refuse(counter, cmd, R_REPLAY)
+        if counter - self.counter > WINDOW:
+            return self._refuse(counter, cmd, R_WINDOW)
+        if cmd < CMD_SET_INTERVAL or cmd > CMD_REJOIN:
             return self._reply(counter, cmd, R_UNKNOWN, False)
         if cmd >= CMD_STATUS:
             if has:
                 return self._reply(counter, cmd, R_BAD_ARG, False)
+            if cmd == CMD_REJOIN and not self.can_rejoin:
+                return self._reply(counter, cmd, R_UNSUPPORTED, False)
         else:
             try:
                 self._apply(cmd, args)
@@ -228,7 +258,39 @@ class Downlink:
                 return self._reply(counter, cmd, R_BAD_ARG, False)
         self._accept(counter)
         self._reply(counter, cmd, R_OK, cmd == CMD_STATUS)
-        return ACT_REBOOT if cmd == CMD_REBOOT else ACT_SEND
+        return ACT_REBOOT if cmd == CMD_REBOOT else ACT_REJOIN if cmd == CMD_REJOIN else ACT_SEND
+
+    def _challenge(self, make):
+        # the current challenge (0: none); make: draw and keep one if there is none
+        try:
+            ch = self.nvs.get_i32(_NVS_CHALLENGE) & 0xFFFFFFFF
+        except OSError:
+            ch = 0
+        if ch == 0 and make and self.rand is not None:
+            try:
+                used = self.nvs.get_i32(_NVS_USED) & 0xFFFFFFFF
+            except OSError:
+                used = 0
+            while ch == 0 or ch == used:  # never the one the last resync used: that resync may be replayed
+                r = self.rand(4)
+                ch = (r[0] << 24) | (r[1] << 16) | (r[2] << 8) | r[3]
+            self.nvs.set_i32(_NVS_CHALLENGE, ch if ch < 0x80000000 else ch - 0x100000000)
+            self.nvs.commit()
+        return ch
+
+    def _refuse(self, counter, cmd, result):
+        # a status that tells the host where the node's counter is and what a resync must carry
+        ch = self._challenge(True)
+        self._reply(counter, cmd, result, False)
+        o = self._out
+        o.buf[0] += 1 if ch == 0 else 2  # the map head (3 pairs, < 24) counts the pairs added here
+        o.head(0, S_NODE_COUNTER)
+        o.head(0, self.counter)
+        if ch:
+            o.head(0, S_CHALLENGE)
+            o.head(0, ch)
+        self.status_len = o.n
+        return ACT_SEND
 
     def _apply(self, cmd, a):
         # validate and keep the setting (not yet committed: _accept commits it with the counter)

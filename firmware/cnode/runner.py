@@ -2,6 +2,7 @@
 # cycle, obey downlinks, feed the watchdog, sleep. main.py calls main(machine, time). Never imports citynode:
 # a simulation hands Runner its hardware (and, for the API-level radio, its link).
 import gc
+import os
 
 from micropython import const
 
@@ -9,7 +10,7 @@ from cnode import crash, osfs
 from cnode.app import FPORT_CMD, Node
 from cnode.board import WDT_MS, Hardware, load
 from cnode.config import NVS_SETTINGS, Config, Keys
-from cnode.downlink import ACT_REBOOT, ACT_SEND, Downlink
+from cnode.downlink import ACT_REBOOT, ACT_REJOIN, ACT_SEND, Downlink
 from cnode.queue import Queue
 from cnode.sampler import Sampler
 
@@ -95,6 +96,7 @@ class Runner:
         self.sampler = Sampler(self.hw.slots(clock, nap), clock, extra=STATUS)  # set up (a counter's IRQs need it)
         nap.on = counter(self.sampler) is None
         self.reboot = False
+        self.rejoin = False
         if not self.keys.present():
             self.node = None
             return
@@ -106,7 +108,7 @@ class Runner:
         except OSError:
             pass
         self.queue = Queue(fs, root + "/q")
-        self.dl = Downlink(self.cfg, nvs(NVS_SETTINGS), self._info)
+        self.dl = Downlink(self.cfg, nvs(NVS_SETTINGS), self._info, os.urandom, hasattr(self.link, "forget"))
         gc.collect()
         rtc = machine.RTC()
         if hasattr(self.link, "set_clock"):  # DeviceTimeAns sets the board's clock (RTC, kept in deep sleep)
@@ -140,7 +142,9 @@ class Runner:
         self._apply()
         if act == ACT_REBOOT:
             self.reboot = True
-        if act in (ACT_SEND, ACT_REBOOT) and self.dl.status_len:
+        elif act == ACT_REJOIN:
+            self.rejoin = True
+        if act in (ACT_SEND, ACT_REBOOT, ACT_REJOIN) and self.dl.status_len:
             return bytes(self.dl.status[:self.dl.status_len])
         return None
 
@@ -166,7 +170,11 @@ class Runner:
         if self.node is None:
             self.log("not provisioned: run `citynode provision --port ...`")
             return _NOT_PROVISIONED_SLEEP_MS
-        return self.node.cycle()
+        ms = self.node.cycle()
+        if self.rejoin:  # after the status went out in this session: the next cycle joins anew
+            self.rejoin = False
+            getattr(self.link, "forget")()
+        return ms
 
 
 class Napping:

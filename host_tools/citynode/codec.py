@@ -29,6 +29,8 @@ def _commands() -> tuple[dict[str, int], dict[str, object], int]:
             args[name] = "bool"
         elif name in ("enable_channel", "disable_channel"):
             args[name] = "channel"
+        elif name == "resync":
+            args[name] = [1, 0xFFFFFFFF]
         elif name in commands._BOUNDS:
             args[name] = list(SETTINGS[commands._BOUNDS[name]][1:3])
         else:

@@ -419,8 +419,9 @@ function encodeDownlink(input) {
       name = id;
     }
     if (typeof name !== "string" || !hasOwn(COMMANDS, name)) fail("unknown command " + JSON.stringify(name));
-    if (!isInt(d.counter) || d.counter < 1 || d.counter > 4294967295) {
-      fail("counter must be an integer 1..2^32-1 (each command needs a higher one)");
+    if (!isInt(d.counter) || d.counter < (name === "resync" ? 0 : 1) || d.counter > 4294967295) {
+      fail(name === "resync" ? "resync: the new counter must be an integer 0..2^32-1"
+        : "counter must be an integer 1..2^32-1 (each command needs a higher one)");
     }
     spec = COMMAND_ARGS[name];
     var out = [spec === "none" ? 0xa2 : 0xa3, 0x00];

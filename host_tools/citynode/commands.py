@@ -25,13 +25,19 @@ RESULTS: dict[int, str] = {
     _node.R_UNKNOWN: "unknown_command",
     _node.R_BAD_ARG: "bad_argument",
     _node.R_REPLAY: "replay",
+    _node.R_WINDOW: "counter_too_far",
+    _node.R_CHALLENGE: "wrong_challenge",
+    _node.R_UNSUPPORTED: "unsupported",
 }
+REFUSED = ("replay", "counter_too_far", "wrong_challenge")  # refusals: the status carries node_counter, challenge
+WINDOW: int = _node.WINDOW
 STATUS_KEYS: dict[int, str] = {
     0: "counter", 1: "command", 2: "result", 3: "interval", 4: "dr", 5: "adr", 6: "channels_off",
+    _node.S_NODE_COUNTER: "node_counter", _node.S_CHALLENGE: "challenge",
     _node.S_QUEUE_DEPTH: "queue_depth", _node.S_DROPPED: "dropped", _node.S_UPTIME: "uptime_s",
     _node.S_RESET_CAUSE: "reset_cause", _node.S_FW_VERSION: "fw_version", _node.S_BATTERY_MV: "battery_mv",
 }
-_NO_ARGS = ("status", "reboot")
+_NO_ARGS = ("status", "reboot", "rejoin")
 _BOUNDS = {"set_interval": "interval", "set_dr": "dr"}
 
 
@@ -43,7 +49,9 @@ def encode(command: str | int, args: Any = None, *, counter: int) -> bytes:
     """The CBOR frame {0: counter, 1: id, 2: args} for `command`; channel arguments may be names.
 
     Checks the argument against the node's bounds first, so a frame built here is accepted by the node
-    (unless its counter is not above the node's last accepted one).
+    (unless its counter is not above the node's last accepted one, or more than WINDOW above it). For
+    `resync` the argument is the challenge of the node's last refusal and `counter` the node's new counter
+    (0 allowed): encode("resync", challenge, counter=0).
     """
     name = command
     if isinstance(command, int):
@@ -53,10 +61,16 @@ def encode(command: str | int, args: Any = None, *, counter: int) -> bytes:
         name = names[0]
     if name not in COMMANDS:
         raise CommandError(f"unknown command {name!r} (one of {', '.join(COMMANDS)})")
-    if isinstance(counter, bool) or not isinstance(counter, int) or not 1 <= counter <= 0xFFFFFFFF:
-        raise CommandError("counter must be an integer 1..2^32-1 (each command needs a higher one)")
+    low = 0 if name == "resync" else 1
+    if isinstance(counter, bool) or not isinstance(counter, int) or not low <= counter <= 0xFFFFFFFF:
+        raise CommandError("counter must be an integer 1..2^32-1 (each command needs a higher one)" if low else
+                           "resync: the new counter must be an integer 0..2^32-1")
     msg: dict[int, Any] = {0: counter, 1: COMMANDS[name]}
-    if name in _NO_ARGS:
+    if name == "resync":
+        if isinstance(args, bool) or not isinstance(args, int) or not 1 <= args <= 0xFFFFFFFF:
+            raise CommandError("resync takes the node's challenge, an integer 1..2^32-1 (from its last refusal)")
+        msg[2] = args
+    elif name in _NO_ARGS:
         if args is not None:
             raise CommandError(f"{name} takes no argument")
     elif name == "set_adr":

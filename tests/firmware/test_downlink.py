@@ -1,6 +1,6 @@
 # Downlink tests: CBOR decoder vectors (RFC 8949 App. A) and fuzzing, commands, replay, status bytes (CPython + MicroPython).
-from cnode.downlink import (decode, CborError, Downlink, ACT_NONE, ACT_SEND, ACT_REBOOT, R_REPLAY, R_OK,
-                            R_BAD_ARG, STATUS_MAX)
+from cnode.downlink import (decode, CborError, Downlink, ACT_NONE, ACT_SEND, ACT_REBOOT, ACT_REJOIN, R_REPLAY,
+                            R_OK, R_BAD_ARG, R_WINDOW, R_CHALLENGE, R_UNSUPPORTED, STATUS_MAX, WINDOW)
 from cnode.config import Config
 from citynode.hwsim import nvs as nvsim
 from fwtest import raises, unhex, tohex, Lcg
@@ -72,11 +72,25 @@ def test_decoder_fuzz_truncated_and_mutated_commands():
                 pass
 
 
-def _node(info=None):
+class Rand:
+    """os.urandom's face with a known sequence: 0x12345678, then each word 0x01010101 higher."""
+    def __init__(self):
+        self.v = 0x12345678
+
+    def __call__(self, n):
+        v = self.v
+        self.v = (v + 0x01010101) & 0xFFFFFFFF
+        return bytes([(v >> 24) & 0xFF, (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF])
+
+
+def _node(info=None, rejoin=False, counter=None):
     nvsim.wipe()
     nvs = nvsim.NVS("cn_set")
+    if counter is not None:  # a node whose counter was moved there before (older firmware took any jump)
+        nvs.set_i32("cmd_ctr", counter if counter < 0x80000000 else counter - 0x100000000)
+        nvs.commit()
     cfg = Config(None, None, nvs)
-    return Downlink(cfg, nvs, info), cfg
+    return Downlink(cfg, nvs, info, Rand(), rejoin), cfg
 
 
 def _send(dl, h):
@@ -96,13 +110,16 @@ def test_set_interval_applies_persists_and_acks():
     assert Downlink(again, nvsim.NVS("cn_set")).counter == 7
 
 
-def test_replayed_or_older_counter_is_ignored():
+def test_replayed_or_older_counter_is_refused_with_the_node_counter_and_a_challenge():
     dl, cfg = _node()
     _send(dl, "a30007010102190258")
-    assert _send(dl, "a30007010102190258") == (ACT_NONE, "")
-    assert dl.result == R_REPLAY
-    assert _send(dl, "a3000601040200") == (ACT_NONE, "")  # {0: 6, 1: set_dr, 2: 0}: older
+    # {0: 7, 1: 1, 2: 5 replay, 7: 7 the node's counter, 14: 0x12345678 the challenge}
+    assert _send(dl, "a30007010102190258") == (ACT_SEND, "a5" "0007" "0101" "0205" "0707" "0e1a12345678")
+    assert dl.result == R_REPLAY and dl.counter == 7
+    # {0: 6, 1: set_dr, 2: 0}: older; the same challenge until a resync uses it
+    assert _send(dl, "a3000601040200") == (ACT_SEND, "a5" "0006" "0104" "0205" "0707" "0e1a12345678")
     assert cfg["dr"] == 3
+    assert nvsim.committed("cn_set")["cmd_chl"] == 0x12345678  # kept across a reboot (a deep sleep)
     assert _send(dl, "a3000801040200") == (ACT_SEND, "a3000801040200")  # counter 8: accepted
     assert cfg["dr"] == 0
 
@@ -162,7 +179,7 @@ def test_status_request_bytes():
 
 def test_status_stays_within_dr0_limit():
     big = {8: 0xFFFFFFFF, 9: 0xFFFFFFFF, 10: 0xFFFFFFFF, 11: 15, 12: 999999, 13: 4200}
-    dl, cfg = _node(lambda: big)
+    dl, cfg = _node(lambda: big, counter=0xFFFFFFF0)
     cfg.set("channels_off", 0x0F03FFFF)
     cfg.set("interval", 86400)
     act, st = _send(dl, "a3001afffffffe010602f6")  # status with an argument: bad argument, short status
@@ -176,11 +193,12 @@ def test_status_stays_within_dr0_limit():
 
 
 def test_counter_above_i32_survives_reboot():
-    dl, cfg = _node()
+    dl, cfg = _node(counter=0xFFFFFF00)
     assert _send(dl, "a3001afffffff0010402 01".replace(" ", ""))[0] == ACT_SEND  # counter 0xfffffff0
+    assert dl.result == R_OK
     dl2 = Downlink(cfg, nvsim.NVS("cn_set"))
     assert dl2.counter == 0xFFFFFFF0
-    assert dl2.handle(unhex("a3001a7fffffff01040202")) == ACT_NONE
+    assert dl2.handle(unhex("a3001a7fffffff01040202")) == ACT_SEND and dl2.result == R_REPLAY
 
 
 def test_reboot_persists_counter_first():
@@ -201,7 +219,81 @@ def test_handle_never_raises_on_random_input():
             data = bytes([0xA3, 0x00, 0x19, (i >> 8) & 0xFF, i & 0xFF, 0x01, rnd.randint(0, 9), 0x02,
                           rnd.randint(0, 0x40)])
         act = dl.handle(data)
-        assert act in (ACT_NONE, ACT_SEND, ACT_REBOOT)
+        assert act in (ACT_NONE, ACT_SEND, ACT_REBOOT, ACT_REJOIN)
         assert dl.status_len <= STATUS_MAX
         seen.add(dl.result)
     assert R_OK in seen and R_BAD_ARG in seen and len(seen) >= 4
+
+
+def test_a_counter_too_far_ahead_is_refused_and_management_goes_on():
+    # the lock-out: {0: 0xffffffff, 1: set_adr, 2: false} was accepted, and every later command was a replay
+    dl, cfg = _node()
+    assert _send(dl, "a3000701040202")[0] == ACT_SEND and dl.counter == 7
+    act, st = _send(dl, "a3001affffffff010502f4")
+    assert (act, st) == (ACT_SEND, "a5" "001affffffff" "0105" "0206" "0707" "0e1a12345678")
+    assert dl.result == R_WINDOW and dl.counter == 7 and cfg["adr"] is True
+    assert _send(dl, "a200080106")[1][:10] == "a700080106"  # status with counter 8: answered in full
+    assert _send(dl, "a200090107") == (ACT_REBOOT, "a3000901070200")  # and reboot
+
+
+def test_the_window_is_exact():
+    dl, cfg = _node(counter=100)
+    far = 100 + WINDOW + 1
+    h = "a3001a%08x01040201" % far
+    assert _send(dl, h)[0] == ACT_SEND and dl.result == R_WINDOW and dl.counter == 100
+    h = "a3001a%08x01040201" % (far - 1)
+    assert _send(dl, h) == (ACT_SEND, "a3001a%08x01040200" % (far - 1)) and dl.counter == 100 + WINDOW
+
+
+def test_resync_with_the_challenge_once_and_never_again():
+    dl, cfg = _node(counter=0xFFFFFFFF)  # locked out by older firmware
+    act, st = _send(dl, "a200010106")  # status, counter 1: refused, with the challenge
+    assert st == "a5" "0001" "0106" "0205" "071affffffff" "0e1a12345678" and dl.result == R_REPLAY
+    nvsim.power_cut()  # the node deep-sleeps (reboots) before the resync arrives: the challenge was committed
+    dl = Downlink(Config(None, None, nvsim.NVS("cn_set")), nvsim.NVS("cn_set"), None, dl.rand, False)
+    resync = "a30000010802" "1a12345678"  # {0: 0 the new counter, 1: 8 resync, 2: the challenge}
+    assert _send(dl, resync) == (ACT_SEND, "a3000001080200") and dl.counter == 0
+    assert nvsim.committed("cn_set")["cmd_ctr"] == 0 and nvsim.committed("cn_set")["cmd_chl"] == 0
+    assert nvsim.committed("cn_set")["cmd_chu"] == 0x12345678
+    assert _send(dl, "a200010106")[1][:10] == "a700010106"  # management is back
+    # the same resync again (replayed): refused, the counter stays, and a new challenge is drawn
+    act, st = _send(dl, resync)
+    assert st == "a5" "0000" "0108" "0207" "0701" "0e1a13355779" and dl.result == R_CHALLENGE
+    assert dl.counter == 1
+    assert _send(dl, "a30000010802" "1a13355779") == (ACT_SEND, "a3000001080200") and dl.counter == 0
+
+
+def test_resync_needs_a_challenge_argument():
+    dl, cfg = _node(counter=5)
+    for h in ("a200000108", "a30000010802f5", "a3000001080200", "a300000108021bffffffffffffffff"):
+        act, st = _send(dl, h)
+        assert act == ACT_SEND and dl.result == R_BAD_ARG and dl.counter == 5, h
+    # no challenge drawn yet: any challenge is wrong, and the refusal draws one
+    assert _send(dl, "a30000010802" "1a12345678") == (ACT_SEND, "a5" "0000" "0108" "0207" "0705" "0e1a12345678")
+    assert dl.counter == 5
+    nodraw = Downlink(cfg, nvsim.NVS("cn_set"), None, None)  # no random source: a refusal carries no challenge
+    nvsim.NVS("cn_set").set_i32("cmd_chl", 0)
+    assert _send(nodraw, "a200050106") == (ACT_SEND, "a4" "0005" "0106" "0205" "0705")
+
+
+def test_rejoin_only_where_the_link_can_forget_its_session():
+    dl, cfg = _node(rejoin=True)
+    assert _send(dl, "a200030109") == (ACT_REJOIN, "a3000301090200") and dl.counter == 3
+    assert _send(dl, "a200030109")[0] == ACT_SEND and dl.result == R_REPLAY  # not again
+    dl, cfg = _node(rejoin=False)
+    assert _send(dl, "a200030109") == (ACT_SEND, "a3000301090208") and dl.result == R_UNSUPPORTED
+    assert dl.counter == 0
+
+
+def test_a_new_challenge_is_never_the_one_last_used():
+    dl, cfg = _node(counter=9)
+    words = [0x12345678, 0x12345678, 7]  # a random source that repeats itself
+
+    def rand(n):
+        v = words.pop(0)
+        return bytes([(v >> 24) & 0xFF, (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF])
+    dl.rand = rand
+    _send(dl, "a200010106")  # refused: challenge 0x12345678
+    assert _send(dl, "a30000010802" "1a12345678")[1] == "a3000001080200"
+    act, st = _send(dl, "a30000010802" "1a12345678")  # that resync replayed
+    assert dl.result == R_CHALLENGE and st.endswith("0e07") and dl.counter == 0 and words == []

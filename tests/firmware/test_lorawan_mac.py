@@ -455,3 +455,21 @@ def test_a_node_provisioned_anew_joins_as_its_new_identity():
     # and the same identity after a reboot still keeps its session
     again = Mac(SimModem(r.air), r.clock, store, new_eui, JOIN_EUI, new_key, rand=lambda n: 0, battery=lambda: 200)
     assert again.joined and again.devaddr == dev2.devaddr
+
+
+def test_forget_drops_the_session_for_good_and_the_next_join_brings_new_keys():
+    """The `rejoin` downlink command: after forget() a reboot (or a power cut before the join) finds no session,
+    and the join that follows derives new session keys from a new DevNonce."""
+    store = DictStore()
+    r = Rig(store=store)
+    r.mac.join()
+    r.mac.send(1, b"before")
+    old = (r.mac.devaddr, bytes(r.dev.app_skey))
+    r.mac.forget()
+    assert not r.mac.joined
+    boot = Mac(SimModem(r.air), r.clock, store, r.mac.dev_eui, JOIN_EUI, r.dev.app_key, rand=lambda n: 0,
+               battery=lambda: 200)
+    assert not boot.joined  # the power went before the join: the old session does not come back
+    assert boot.join() and bytes(r.dev.app_skey) != old[1]
+    boot.send(1, b"after")
+    assert r.dev.uplinks[-1].data == b"after" and r.dev.joins == 2

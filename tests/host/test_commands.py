@@ -28,6 +28,8 @@ EXACT = [
     ("set_adr", False, 2, "a3 00 02 01 05 02 f4"),
     ("set_adr", True, 3, "a3 00 03 01 05 02 f5"),
     ("set_dr", 5, 4294967295, "a3 00 1a ff ff ff ff 01 04 02 05"),
+    ("rejoin", None, 8, "a2 00 08 01 09"),
+    ("resync", 0x12345678, 0, "a3 00 00 01 08 02 1a 12 34 56 78"),
 ]
 
 
@@ -63,8 +65,10 @@ def test_node_executes_host_commands():
     assert decode_status(status) == {"counter": 5, "command": "status", "result": "ok", "interval": 900, "dr": 1,
                                      "adr": False, "channels_off": ["pm2_5"], "queue_depth": 12, "dropped": 1}
     assert dl.handle(encode("reboot", counter=6)) == node.ACT_REBOOT
-    assert dl.handle(encode("set_dr", 2, counter=6)) == node.ACT_NONE  # replay
+    assert dl.handle(encode("set_dr", 2, counter=6)) == node.ACT_SEND  # replay: refused, with where it stands
     assert cfg["dr"] == 1
+    st = decode_status(bytes(dl.status[:dl.status_len]))
+    assert st == {"counter": 6, "command": "set_dr", "result": "replay", "node_counter": 6}  # (no random source)
     dl.handle(b"\xff")
     assert decode_status(bytes(dl.status[:dl.status_len])) == {"counter": 0, "command": 0, "result": "malformed"}
 
@@ -85,6 +89,11 @@ def test_host_rejects_what_the_node_would():
     for bad in (0, -1, 2**32, True):
         with pytest.raises(CommandError, match="counter"):
             encode("status", counter=bad)
+    for bad in (None, 0, 2**32, True):
+        with pytest.raises(CommandError, match="resync takes the node's challenge"):
+            encode("resync", bad, counter=0)
+    with pytest.raises(CommandError, match="resync: the new counter"):
+        encode("resync", 5, counter=-1)
     assert encode(COMMANDS["set_dr"], 2, counter=9) == encode("set_dr", 2, counter=9)
     with pytest.raises(CommandError, match="unknown command id 99"):
         encode(99, counter=1)
@@ -93,9 +102,10 @@ def test_host_rejects_what_the_node_would():
 def test_tables_for_the_codec():
     assert FPORT == 3
     assert COMMANDS == {"set_interval": 1, "enable_channel": 2, "disable_channel": 3, "set_dr": 4,
-                        "set_adr": 5, "status": 6, "reboot": 7}
+                        "set_adr": 5, "status": 6, "reboot": 7, "resync": 8, "rejoin": 9}
     assert set(commands.RESULTS.values()) == {"ok", "malformed", "bad_format", "unknown_command",
-                                             "bad_argument", "replay"}
+                                             "bad_argument", "replay", "counter_too_far", "wrong_challenge",
+                                             "unsupported"}
 
 
 def test_generated_js_codec_builds_the_same_bytes(tmp_path):

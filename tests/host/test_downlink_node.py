@@ -1,5 +1,6 @@
 """Downlink commands end to end over LoRaWAN: the network queues a CBOR command, the node's runner applies it
-from the MAC's RX window, answers with a status frame on port 3, ignores a replay, and survives garbage."""
+from the MAC's RX window, answers with a status frame on port 3, refuses a replay or a counter too far ahead, resynchronises, re-joins,
+and survives garbage."""
 from __future__ import annotations
 
 import json
@@ -45,7 +46,7 @@ def _status_frames(ns):
     return [commands.decode_status(u.data) for u in dev.uplinks if u.port == 3]
 
 
-def test_set_interval_by_downlink_is_applied_answered_and_replay_ignored(node):
+def test_set_interval_by_downlink_is_applied_answered_and_replay_refused(node):
     r, ns, run = node
     run(13)  # joined, first hourly uplink sent
     assert r.node.interval_s == 300
@@ -57,7 +58,45 @@ def test_set_interval_by_downlink_is_applied_answered_and_replay_ignored(node):
     n = len(st)
     ns.queue_downlink(DEV, 3, commands.encode("set_interval", 900, counter=1))  # replayed counter
     run(8)
-    assert r.node.interval_s == 600 and len(_status_frames(ns)) == n
+    st = _status_frames(ns)
+    assert r.node.interval_s == 600 and len(st) == n + 1
+    assert st[-1]["result"] == "replay" and st[-1]["node_counter"] == 1 and 0 < st[-1]["challenge"] < 2**32
+
+
+def test_a_node_locked_out_by_a_huge_counter_is_managed_again_after_a_resync(node):
+    r, ns, run = node
+    run(13)
+    # what older firmware accepted: a counter of 2^32-1; this one refuses the jump, so fake the old state
+    ns.queue_downlink(DEV, 3, commands.encode("set_adr", False, counter=0xFFFFFFFF))
+    run(13)
+    st = _status_frames(ns)[-1]
+    assert st["result"] == "counter_too_far" and st["node_counter"] == 0 and r.cfg["adr"] is True
+    r.dl.nvs.set_i32("cmd_ctr", -1)  # the lock-out as older firmware left it
+    r.dl.nvs.commit()
+    r.dl.counter = 0xFFFFFFFF
+    ns.queue_downlink(DEV, 3, commands.encode("status", counter=1))
+    run(13)
+    st = _status_frames(ns)[-1]
+    assert st["result"] == "replay" and st["node_counter"] == 0xFFFFFFFF
+    ns.queue_downlink(DEV, 3, commands.encode("resync", st["challenge"], counter=0))
+    run(13)
+    assert _status_frames(ns)[-1] == {"counter": 0, "command": "resync", "result": "ok"}
+    ns.queue_downlink(DEV, 3, commands.encode("set_interval", 900, counter=1))
+    run(13)
+    assert _status_frames(ns)[-1]["result"] == "ok" and r.node.interval_s == 900
+
+
+def test_rejoin_by_downlink_gives_the_node_a_new_session(node):
+    r, ns, run = node
+    run(13)
+    dev = ns.devices[DEV]
+    joins, old_key, n_up = dev.joins, dev.app_skey, len(dev.uplinks)
+    ns.queue_downlink(DEV, 3, commands.encode("rejoin", counter=1))
+    run(26)
+    assert {"counter": 1, "command": "rejoin", "result": "ok"} in _status_frames(ns)
+    assert dev.joins == joins + 1 and dev.app_skey != old_key  # new session keys from a new join
+    assert [u for u in dev.uplinks[n_up:] if u.port == 2]  # and data flows in the new session
+    assert r.link.joined
 
 
 def test_disable_channel_by_downlink_removes_it_from_the_frames(node):

@@ -426,6 +426,14 @@ class Mac:
         return False
 
     # --- join ------------------------------------------------------------------------------------------
+    def forget(self):
+        """Drop the session (the `rejoin` downlink command): the next uplink joins afresh, with new session keys.
+        The stored session is overwritten by one byte, which _load takes for no session: a power cut before
+        the join cannot bring the old one back."""
+        self.joined = False
+        self.store.set_blob("ss", b"\x00")
+        self.store.commit()
+
     def join(self, attempts=8, wait_ms=-1):
         """OTAA join (6.2): up to `attempts` join-requests. Each uses a fresh DevNonce, persisted before it is
         sent. Trials count across calls (and across deep sleep, see pack()): the DR steps down one per
