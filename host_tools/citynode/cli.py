@@ -15,6 +15,7 @@ MODULES = (
     "citynode.cmd_budget",  # budget
     "citynode.cmd_flash",  # flash, boards, monitor
     "citynode.cmd_provision",  # provision, registry, label
+    "citynode.cmd_command",  # command
     "citynode.cmd_codec",  # codec
     "citynode.cmd_bridge",  # bridge
 )

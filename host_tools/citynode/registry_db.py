@@ -54,6 +54,13 @@ CREATE TABLE IF NOT EXISTS locations (
     lon REAL NOT NULL CHECK (lon BETWEEN -180 AND 180),
     updated TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS command_counters (
+    dev_eui TEXT PRIMARY KEY REFERENCES devices(dev_eui),
+    sent INTEGER NOT NULL CHECK (sent BETWEEN 0 AND 4294967295),
+    node INTEGER CHECK (node BETWEEN 0 AND 4294967295),
+    challenge INTEGER CHECK (challenge BETWEEN 1 AND 4294967295),
+    updated TEXT NOT NULL
+);
 """
 
 
@@ -342,6 +349,66 @@ class Registry:
         row = self._db.execute("SELECT lat, lon FROM locations WHERE dev_eui = ?",
                                (norm_hex(dev_eui, 8, "DevEUI"),)).fetchone()
         return (row[0], row[1]) if row else None
+
+    # -- downlink command counters (docs/downlink.md) ---------------------------------------------------------
+    def command_counter(self, dev_eui: str) -> dict:
+        """{"sent": the last counter given out, "node": the last the node reported (None: never), "challenge":
+        from its last refusal (None: none, or used)} of a device."""
+        eui = self.get(dev_eui).dev_eui
+        try:
+            row = self._db.execute("SELECT sent, node, challenge FROM command_counters WHERE dev_eui = ?",
+                                   (eui,)).fetchone()
+        except sqlite3.OperationalError:  # a read-only registry made before the table existed
+            row = None
+        return {"sent": row[0], "node": row[1], "challenge": row[2]} if row else {"sent": 0, "node": None,
+                                                                                  "challenge": None}
+
+    def take_command_counter(self, dev_eui: str, resync: bool = False) -> tuple[int, int | None]:
+        """The counter for the next command to a device, recorded as given out: one above both the last given
+        out and the last the node reported. resync=True: (0, the node's challenge) for a resync, which sets the
+        node's counter to 0; raises CitynodeError when no challenge is known or the counters are used up."""
+        eui = self.get(dev_eui).dev_eui
+        with self.transaction() as db:
+            row = db.execute("SELECT sent, node, challenge FROM command_counters WHERE dev_eui = ?",
+                             (eui,)).fetchone()
+            sent, node, challenge = row if row else (0, None, None)
+            if resync:
+                if challenge is None:
+                    raise CitynodeError(f"no challenge from {eui} yet: send it any command (status will do); it "
+                                        "answers one it refuses with its counter and challenge; record that answer "
+                                        "with `citynode command --status`, then resync")
+                db.execute("INSERT OR REPLACE INTO command_counters VALUES (?, 0, NULL, NULL, ?)", (eui, _now()))
+                return 0, challenge
+            nxt = max(sent, node or 0) + 1
+            if nxt > 0xFFFFFFFF:
+                raise CitynodeError(f"the command counter of {eui} is used up (2^32-1): resync it first "
+                                    "(`citynode command DEVICE resync`)")
+            db.execute("INSERT OR REPLACE INTO command_counters VALUES (?, ?, ?, ?, ?)",
+                       (eui, nxt, node, challenge, _now()))
+            return nxt, None
+
+    def record_command_status(self, dev_eui: str, status: dict) -> None:
+        """What a status frame (decoded by citynode.commands.decode_status) says of the node's counter: an "ok"
+        moves it to the command's counter; a refusal tells it (node_counter) and the challenge a resync needs,
+        and the next command goes one above the node's counter."""
+        eui = self.get(dev_eui).dev_eui
+        with self.transaction() as db:
+            row = db.execute("SELECT sent, node, challenge FROM command_counters WHERE dev_eui = ?",
+                             (eui,)).fetchone()
+            sent, node, challenge = row if row else (0, None, None)
+            if status.get("result") == "ok" and isinstance(status.get("counter"), int):
+                node = status["counter"]
+                if status.get("command") == "resync":
+                    sent, challenge = node, None
+            elif isinstance(status.get("node_counter"), int):
+                node = sent = status["node_counter"]
+                challenge = status.get("challenge") or challenge
+            else:
+                return
+            db.execute("INSERT OR REPLACE INTO command_counters VALUES (?, ?, ?, ?, ?)",
+                       (eui, sent, node, challenge, _now()))
+
+    # -- events: an enclosure found open, its flag cleared, an identity replaced (docs/security.md) --------------
 
     def set_board(self, dev_eui: str, board: str | None) -> None:
         with self.transaction() as db:
