@@ -28,6 +28,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .bridge_state import DeliveryState
+from .commands import FPORT as STATUS_FPORT
+from .commands import decode_status
 from .decoder import Stats, decode_uplink
 from .errors import CitynodeError, UsageError
 from .outputs import senml_pack
@@ -271,7 +273,7 @@ class Bridge:
                  client_id: str | None = None, sessions: int = SESSIONS, session_expiry: int = 86400,
                  min_delay: float = 1, max_delay: float = 60, keepalive: int = 30,
                  receive_maximum: int = RECEIVE_MAXIMUM, drain_s: float = 5, state: DeliveryState | None = None,
-                 gap_grace: float = 300, batch: int = BATCH):
+                 gap_grace: float = 300, batch: int = BATCH, on_status=None):
         if kind not in INPUTS:
             raise UsageError(f"unknown input kind {kind!r} (one of {', '.join(INPUTS)})")
         if output is None:
@@ -283,6 +285,10 @@ class Bridge:
         self.output = output
         self.errors_topic = errors_topic or (f"{output.prefix}/{ERRORS_TOPIC}" if isinstance(output, MqttOutput)
                                              else f"citynode/{ERRORS_TOPIC}")
+        # a node's status frames (FPort 3, answers to downlink commands): published decoded on
+        # <prefix>/<device>/status, and handed to on_status(device, status) (the registry's counter record)
+        self.status_prefix = output.prefix if isinstance(output, MqttOutput) else "citynode"
+        self.on_status = on_status
         self.host, self.port, self.kind = host, port, kind
         self.client_id = client_id or default_client_id()
         share = group or (self.client_id if sessions > 1 else None)
@@ -396,6 +402,7 @@ class Bridge:
     def _process(self, batch: list[_Msg]) -> None:
         deliveries: list[Delivery] = []
         errors: list[str] = []
+        statuses: list[tuple[str, str]] = []
         keys: list[tuple[str, int, bytes, str | None]] = []
         in_batch: set[tuple[str, int, bytes]] = set()
         c = self.counters
@@ -418,6 +425,20 @@ class Bridge:
                     continue
                 in_batch.add(key)
                 keys.append((*key, up.session))
+            if up.fport == STATUS_FPORT:  # an answer to a downlink command, not data
+                try:
+                    st = decode_status(up.payload)
+                except Exception as e:  # noqa: BLE001 - cbor2 raises several kinds for bad bytes
+                    errors.append(self._error_record(m, f"status frame (FPort {STATUS_FPORT}) is not a CBOR map: "
+                                                        f"{e}", up.device))
+                    continue
+                if self.on_status is not None:
+                    try:
+                        self.on_status(up.device, st)
+                    except CitynodeError as e:
+                        errors.append(self._error_record(m, f"status not recorded: {e}", up.device))
+                statuses.append((f"{self.status_prefix}/{up.device}/status", json.dumps(st)))
+                continue
             try:
                 samples, _ = decode_uplink(up, None, Stats())
             except PayloadError as e:
@@ -435,6 +456,10 @@ class Bridge:
                     errors.append(self._error_record(None, reason, device))
             if errors:
                 self._publish_errors(errors)
+            if statuses:
+                refused = self.publish_wait(statuses)
+                if refused:
+                    log.error("the broker refused %d status message(s): %s", len(refused), refused[0])
         except _GiveUp:
             return  # stopping: nothing of this batch is acknowledged; the broker sends it again next time
         c.published += len(deliveries)

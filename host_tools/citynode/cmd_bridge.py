@@ -37,7 +37,8 @@ def register(sub) -> None:
     p.add_argument("--sta-token-file", metavar="FILE", help="a file holding the bearer token")
     p.add_argument("--sta-basic-file", metavar="FILE", help="a file holding USER:PASSWORD for HTTP basic auth")
     p.add_argument("--boards-dir", metavar="DIR", help="board files for each Thing's Sensors (default: built in)")
-    p.add_argument("--registry", metavar="FILE", help="device registry: board, label and location of each Thing")
+    p.add_argument("--registry", metavar="FILE", help="device registry: board, label and location of each Thing; "
+                   "the nodes' status answers (FPort 3) update its command counters")
     p.add_argument("--errors-topic", metavar="TOPIC", help="where error records and FCnt gaps go")
     p.add_argument("--group", metavar="NAME", help="shared subscription $share/NAME/TOPIC: bridges split the load")
     p.add_argument("--client-id", metavar="ID",
@@ -84,7 +85,7 @@ def cmd_bridge(args) -> int:
     bridge = Bridge(host, port, args.input, args.subscribe, None if output else args.publish, output=output,
                     errors_topic=args.errors_topic, group=args.group, client_id=client_id,
                     session_expiry=args.session_expiry, min_delay=args.min_delay, max_delay=args.max_delay,
-                    gap_grace=args.gap_grace, state=state)
+                    gap_grace=args.gap_grace, state=state, on_status=_status_recorder(args.registry))
     for sig in (signal.SIGTERM, signal.SIGINT):  # both finish the batch in hand: the next run repeats nothing
         signal.signal(sig, lambda *_: bridge.stop())
     if hasattr(signal, "SIGQUIT"):  # an operator's "where is it stuck?": every thread's stack to stderr, running on
@@ -101,3 +102,17 @@ def cmd_bridge(args) -> int:
     sys.stderr.write(f"citynode bridge: {c.received} received, {c.published} published, {c.errors} errors, "
                      f"{c.duplicates} duplicates dropped, {c.missing} missing upstream\n")
     return rc
+
+
+def _status_recorder(path: str | None):
+    """on_status for the bridge: each status answer updates the device's command counters in the registry (one
+    short write; a device the registry does not know is reported on the errors topic)."""
+    if not path:
+        return None
+    from .registry_db import Registry
+
+    def record(device: str | None, status: dict) -> None:
+        with Registry(path, create=False) as reg:
+            reg.record_command_status(device or "", status)
+
+    return record

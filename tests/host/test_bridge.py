@@ -96,6 +96,43 @@ def test_decodes_and_republishes_exactly(broker):
     assert sum(" message on v3/city@ttn/devices/" in x for x in b.log) == 3
 
 
+def test_status_answers_are_published_and_update_the_registry_counters(broker, tmp_path):
+    from citynode.registry_db import Registry
+    from cnode import downlink as node
+
+    reg = tmp_path / "fleet.db"
+    with Registry(reg) as r:
+        dev = r.create(1)[0].dev_eui.lower()
+    # what a node answers to a replayed command: its counter 41 and the challenge 0x0badcafe
+    refusal = bytes.fromhex("a5" "0007" "0101" "0205" "071829" "0e1a0badcafe")
+    assert node.decode(refusal) == {0: 7, 1: 1, 2: 5, 7: 41, 14: 0x0BADCAFE}
+    out = Collector(broker.port, "city/senml/#")
+    b = BridgeProc(broker.port, "ttn", "v3/city@ttn/devices/+/up", "city/senml", extra=("--registry", str(reg)))
+    try:
+        b.wait_line("subscribed to $share/citynode-bridge-")
+        publish_all(broker.port, [
+            ("v3/city@ttn/devices/a/up", ttn_message(refusal, dev, fcnt=1, fport=3)),
+            ("v3/city@ttn/devices/a/up", ttn_message(b"\xff\x00", dev, fcnt=2, fport=3)),  # not a status frame
+            ("v3/city@ttn/devices/b/up", ttn_message(refusal, DEV2, fcnt=1, fport=3)),  # not in the registry
+        ])
+        msgs = out.wait_for(4)
+        time.sleep(0.5)  # nothing more comes
+        msgs = out.wait_for(4)
+    finally:
+        b.stop()
+        out.close()
+    assert len(msgs) == 4  # two status answers (the unknown device's too) and two error records
+    assert [t for t, _ in msgs if t.endswith("/status")].count(f"city/senml/{DEV2}/status") == 1
+    status = [json.loads(p) for t, p in msgs if t == f"city/senml/{dev}/status"]
+    assert status == [{"counter": 7, "command": "set_interval", "result": "replay", "node_counter": 41,
+                       "challenge": 0x0BADCAFE}]
+    errors = sorted(json.loads(p)["error"] for t, p in msgs if t == "city/senml/_errors")
+    assert len(errors) == 2 and errors[0].startswith("status frame (FPort 3) is not a CBOR map")
+    assert errors[1].startswith("status not recorded: DevEUI 70B3D57ED0000002 is not in registry")
+    with Registry(reg) as r:
+        assert r.command_counter(dev) == {"sent": 41, "node": 41, "challenge": 0x0BADCAFE}
+
+
 def test_chirpstack_input(broker):
     out = Collector(broker.port, "out/#")
     b = BridgeProc(broker.port, "chirpstack", "application/+/device/+/event/up", "out")
