@@ -110,6 +110,11 @@ class Encoder:
         """
         n = self.n
         nch = self.nch
+        c = start
+        while c < nch and vals[c] is None and not (flags is not None and flags[c]):
+            c += 1
+        if c == nch:  # no value and no flag: nothing to send (a frame of such samples has no channel to show)
+            return nch
         if self.closed or n >= self.maxn:
             return start
         # time header for n+1 samples
@@ -144,6 +149,7 @@ class Encoder:
             fbytes += _uint_size(self.fl[3 * i]) + _uint_size(self.fl[3 * i + 1]) + _uint_size(self.fl[3 * i + 2])
         partial = n == 0
         ntake = 0
+        last = -1  # the last channel taken with a value (an empty frame's)
         for c in range(nch):
             v = vals[c] if c >= start else None
             cnt = self.cnt[c]
@@ -170,10 +176,21 @@ class Encoder:
             f = flags[c] if (flags is not None and c >= start) else 0
             if f:
                 fb = _uint_size(n) + _uint_size(self.ids[c]) + _uint_size(f)
-            if partial and v is not None:
-                # an empty frame takes channels one by one while they fit
+            if partial and (v is not None or f):
+                # an empty frame takes channels one by one while they fit (a flag on a missing value too)
                 if nflags + (1 if f else 0) > self.maxf or self._size(
-                        1, tbits, chbits + cb, self.ids[c], nflags + (1 if f else 0), fbytes + fb) > self.limit:
+                        1, tbits, chbits + cb, self.ids[c] if v is not None else maxid, nflags + (1 if f else 0),
+                        fbytes + fb) > self.limit:
+                    if v is None and last >= 0:
+                        # a flag on a missing value does not fit: if no value follows it in this sample, the
+                        # next frame would hold flags alone (an empty channel mask, which no decoder takes),
+                        # so the last value taken goes to the next frame with them
+                        j = c + 1
+                        while j < nch and vals[j] is None:
+                            j += 1
+                        if j == nch:
+                            c = last
+                            ntake -= 1
                     break
             chbits += cb
             if cnt:
@@ -184,6 +201,7 @@ class Encoder:
             if v is not None:
                 self.take[c] = 1
                 ntake += 1
+                last = c
         else:
             c = nch
         stop = c

@@ -157,3 +157,26 @@ def test_sample_limit_closes_frame():
     for i in range(4):
         assert enc.add(1000 + i, [5], None) == 1
     assert enc.add(1004, [5], None) == 0
+
+
+def test_a_flag_on_a_missing_value_counts_when_an_empty_frame_fills():
+    # An empty frame takes a large sample channel by channel while it fits; a flag on a missing value (here on
+    # channel 7) was added without that check, and finish() raised "frame over its limit" (found by the codec
+    # property test, seed 131072). Now the flag goes to the next frame, and with it the last value taken: a
+    # frame of flags alone would have an empty channel mask, which no decoder takes.
+    ids = [0, 1, 2, 3, 4, 5, 6, 7]
+    big = (1 << 23) - 1
+    frames = _frames(ids, [0] * 8, [(100, [big, big, big, big, big, None, None, None], [0] * 7 + [65535])], 32)
+    assert [tohex(f) for f in frames] == [
+        "83010f5300000064e3fffff63fffff63fffff63fffff00",  # ids 0..3
+        "840118104800000064e3fffff083000719ffff",  # id 4 with its value, and the flag on id 7: [0, 7, 65535]
+    ]
+
+
+def test_a_sample_with_no_value_and_no_flag_is_not_written():
+    enc = Encoder([0, 1], [0, 0])
+    enc.begin(51)
+    assert enc.add(100, [None, None], None) == 2 and enc.n == 0  # taken: nothing to send
+    assert enc.add(100, [None, None], [0, 0]) == 2 and enc.n == 0
+    assert enc.add(100, [None, None], [0, 4]) == 2  # a flag alone is kept
+    assert enc.n == 1 and enc.nf == 1

@@ -115,6 +115,19 @@ def test_unknown_channel_is_skipped_with_a_warning(monkeypatch):
     assert [s.values for s in samples] == [{"pm10": 7.0 * i} for i in range(4)]
 
 
+def test_a_sample_whose_every_reading_failed_round_trips():
+    # the first pedestrian count missing, the rest fine (found by the codec property test, seed 262): the
+    # first frame holds the failed sample alone, with mask 0, and decodes
+    samples = [{"t": 1893456000, "values": {"pedestrians": None}, "flags": {"pedestrians": ["missing"]}}] + [
+        {"t": 1893456000 + 3600 * i, "values": {"pedestrians": 300000 + 5000 * i}} for i in range(1, 4)]
+    frames = encode(samples, 51)
+    got = [s for f in frames for s in decode_frame(f)[0]]
+    assert [(s.t, s.values, s.flags) for s in got][0] == (1893456000, {"pedestrians": None}, {"pedestrians": ["missing"]})
+    assert [s.values["pedestrians"] for s in got[1:]] == [305000, 310000, 315000]
+    assert decode_frame(cbor2.dumps([1, 0, bytes.fromhex("45740cb52d80"), [0, 9, 1]]))[0][0].flags == {
+        "pedestrians": ["missing"]}
+
+
 @pytest.mark.parametrize("data,msg", [
     (b"", "empty payload"),
     (b"\xff\x00", "not CBOR"),
