@@ -260,10 +260,32 @@ def gps_time(slots, rtc, clock, max_age_ms=5000):
     return src
 
 
-def main(machine, time, deep_sleep=None):
+def main(machine, time, deep_sleep=None, production=False):
     """Run forever on a board: wake, cycle, sleep (deep sleep keeps only RTC memory and flash). The watchdog
     is armed first: a hang anywhere resets the board. Any exception ends in a crash record (/crash.log), a
-    count in RTC memory and a reset after a delay that grows with each consecutive failure: never the REPL."""
+    count in RTC memory and a reset after a delay that grows with each consecutive failure: never the REPL.
+    Ctrl-C (KeyboardInterrupt) ends the app and leaves the REPL to citynode flash and provision, except in
+    production mode (main.py: Ctrl-C is off there), where whatever still escapes (SystemExit from sys.exit or
+    machine.soft_reset, an error while recording a crash) is recorded if it can be and resets the board."""
+    try:
+        _main(machine, time, deep_sleep)
+    except _ESCAPES as e:
+        if not production:
+            raise
+        try:
+            crash.failed(machine.RTC(), open, "t=%d production mode: %s; reset" % (time.time(), type(e).__name__))
+            print("production mode: %s; reset" % type(e).__name__)
+        except Exception:  # noqa: BLE001 (nothing may keep the board from its reset)
+            pass
+        machine.reset()
+
+
+# Every exception class MicroPython has. A simulator's deep sleep or reset (citynode.hwsim.machine: BaseException
+# subclasses of its own, as a board's never return) passes through.
+_ESCAPES = (KeyboardInterrupt, SystemExit, GeneratorExit, Exception)
+
+
+def _main(machine, time, deep_sleep):
     wdt = machine.WDT(timeout=WDT_MS)
     rtc = machine.RTC()
     try:
@@ -284,6 +306,10 @@ def _run(machine, time, wdt, rtc, deep_sleep):
     r = Runner(board, machine, time, feed=wdt.feed)
     wdt.feed()
     deep = sleep_deep(board, r, deep_sleep)
+    # A node without keys after a reset or power-on (a reflash, the bench) waits one interval awake, its console
+    # open to citynode flash and provision (deep sleep would leave it deaf to them all but a second per
+    # interval); woken from deep sleep, or after that first wait, it deep-sleeps as usual.
+    awake = r.node is None and machine.reset_cause() != getattr(machine, "DEEPSLEEP_RESET", 4)
     while True:
         ms = r.cycle()
         wdt.feed()
@@ -292,7 +318,9 @@ def _run(machine, time, wdt, rtc, deep_sleep):
             machine.reset()
         if deep:
             r.power_down()
-            machine.deepsleep(ms)
+            if not awake:
+                machine.deepsleep(ms)
+        awake = False
         sleep_fed(time, wdt, ms)
 
 

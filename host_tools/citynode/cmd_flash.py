@@ -16,6 +16,11 @@ def register(sub) -> None:
                     "and run the node's self-test.",
                     "citynode flash --board heltec-wifi-lora-32-v3 --port /dev/ttyUSB0\n"
                     "  citynode flash --board tbeam --port /dev/ttyUSB0 --mip-index ~/mirror/micropython-lib")
+    p.description = p.description.replace("\n\nExample:", (
+        "\n\nWriting the image erases the board's NVS partition (the image covers it; if not, it is erased\n"
+        "separately and read back): its keys, LoRaWAN session and production mode are gone, and it needs\n"
+        "`citynode provision` again. This is the way back for a node in production mode (docs/security.md)."
+        "\n\nExample:"), 1)
     p.add_argument("--board", required=True, help="board name (see `citynode boards`)")
     p.add_argument("--port", help="device path or pyserial URL (socket://host:port); default: the one board "
                                   "plugged in")
@@ -65,6 +70,8 @@ def cmd_flash(args) -> int:
     img = report.image
     print(f"{board.name}: {img.chip} {img.mac} on {report.port}: wrote {img.size} bytes at {img.offset:#x}, "
           f"verified (MD5 {img.md5}) in {img.seconds:.1f} s")
+    if img.nvs is not None:
+        print(img.nvs.line())
     if report.selftest is None:
         return 0
     print(report.selftest.table())

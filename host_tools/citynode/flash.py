@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -25,6 +26,10 @@ from pathlib import Path
 
 from .boards import ESPTOOL_CHIP_NAMES, Board
 from .errors import CitynodeError
+from .production import NvsErase, erase_nvs
+from .production import closed as production_closed
+from .production import closed_message as production_message
+from .production import enter_raw_repl as production_enter
 
 ROM_BAUD = 115200
 MARKER = "citynode.incomplete"  # on the node while an install is unfinished; removed last
@@ -308,6 +313,7 @@ class ImageResult:
     seconds: float
     stub: bool
     log: list = field(default_factory=list)
+    nvs: NvsErase | None = None  # what became of NVS (keys, session, production mode): citynode.production
 
 
 def write_image(port: str, board: Board, image: bytes, baud: int = 460800, no_stub: bool = False,
@@ -361,10 +367,11 @@ def write_image(port: str, board: Board, image: bytes, baud: int = 460800, no_st
                                  f"(MD5 {md5}); the board may be faulty, try another cable or board")
             if progress is not None:
                 progress.update("verify", 1.0)
+            nvs = erase_nvs(esp, cmds, image, board.flash_offset)  # no key survives a reflash
             if not no_reset:
                 cmds.reset_chip(esp, "hard-reset")
             return ImageResult(chip=found, mac=mac, offset=board.flash_offset, size=len(image), md5=md5,
-                               seconds=time.monotonic() - t0, stub=esp.IS_STUB, log=logger.lines)
+                               seconds=time.monotonic() - t0, stub=esp.IS_STUB, log=logger.lines, nvs=nvs)
         except FatalError as e:
             if watch.fired:
                 e = FatalError(f"timed out: {quiet_s:.0f} s without a byte")
@@ -417,7 +424,16 @@ def mpy_cross(chip: str, source: Path, name: str, dest: Path) -> None:
 
 
 MAIN_PY = f"""\
-# citynode boot: start the node app unless the install is unfinished (marker file present)
+# citynode boot: start the node app unless the install is unfinished (marker file present). Ctrl-C goes off
+# first; the app turns it back on unless the node is in production mode (docs/security.md). A Ctrl-C taken just
+# before kbd_intr(-1) is raised at the VM's first jump: the loop makes that jump here, where it is caught.
+from micropython import kbd_intr
+kbd_intr(-1)
+try:
+    for _ in range(1):
+        pass
+except KeyboardInterrupt:
+    pass
 import os
 try:
     os.stat({MARKER!r})
@@ -595,11 +611,17 @@ def open_repl(port: str, transport_factory=None):
         except (serial.SerialException, OSError, ValueError) as why:
             raise _port_error(why, port) from None
         raise FlashError(f"cannot open the REPL on {port}: {e}") from None
+    printed = io.StringIO()  # mpremote prints what it got instead of a raw REPL
     try:
-        t.enter_raw_repl(soft_reset=False)
+        with contextlib.redirect_stdout(printed):
+            production_enter(t)  # mpremote's, bounded even if the board keeps printing
     except Exception as e:
-        with contextlib.suppress(Exception):
-            t.close()
+        try:
+            if production_closed(t, printed.getvalue()):
+                raise FlashError(production_message(port)) from None
+        finally:
+            with contextlib.suppress(Exception):
+                t.close()
         raise FlashError(f"no MicroPython REPL on {port}: {e}") from None
     return t
 

@@ -1,11 +1,17 @@
 """Writes a device identity into a node's NVS through mpremote's raw REPL and checks it, without echoing keys.
 
 On the node: `esp32.NVS("cn_keys")` blobs `dev_eui`, `join_eui` (8 bytes each, MSB first as printed) and
-`app_key` (16 bytes), then commit(). A node without `esp32` (the unix-port virtual node) uses
-`cnode.nvsfile.NVS`, a file-backed stand-in with the same methods. The check runs in a second exec with a fresh
-NVS object and sends back only SHA-256 digests of what it reads, which the host compares with the registry, so
-keys travel to the node once and never back. The node side prints only fixed words and exception type names,
-and every host-side error is built from fixed text (node output is scrubbed of key material as well).
+`app_key` (16 bytes), and i32 `prod` = 1 for production mode (erased otherwise), then commit(). A node without
+`esp32` (the unix-port virtual node) uses `cnode.nvsfile.NVS`, a file-backed stand-in with the same methods. The
+check runs in a second exec with a fresh NVS object and sends back only SHA-256 digests of what it reads (and the
+production flag), which the host compares with the registry, so keys travel to the node once and never back.
+The node side prints only fixed words and exception type names, and every host-side error is built from fixed
+text (node output is scrubbed of key material as well).
+
+Production mode (citynode.production, docs/security.md): before anything is spent, `preflight()` checks that the
+node's main.py turns Ctrl-C off first and that its app knows production mode; after the keys, `restart()` resets
+the node and waits for the line it prints at every boot in production mode. A node that is already in production
+mode has no REPL to open: NodeSession says so instead of timing out.
 """
 from __future__ import annotations
 
@@ -16,11 +22,14 @@ import hmac
 import io
 import os
 
+from . import production
 from .errors import CitynodeError
 from .registry_db import Device
 
 NAMESPACE = "cn_keys"
 FIELDS = ("dev_eui", "join_eui", "app_key")
+PROD_KEY = "prod"  # i32 1: production mode (firmware/main.py reads it at boot, without cnode)
+MARKER = "citynode.incomplete"  # citynode.flash.MARKER: an install that did not finish
 
 _OPEN_NVS = """\
     try:
@@ -32,18 +41,25 @@ _OPEN_NVS = """\
 """ % NAMESPACE
 
 WRITE_SCRIPT = """\
-def _cn_w(v):
+def _cn_w(v, p):
     from binascii import unhexlify
 %s    for k, h in zip(%r, v):
         n.set_blob(k, unhexlify(h))
+    if p:
+        n.set_i32(%r, 1)
+    else:
+        try:
+            n.erase_key(%r)
+        except OSError:
+            pass
     n.commit()
 try:
-    _cn_w((%%r, %%r, %%r))
+    _cn_w((%%r, %%r, %%r), %%r)
     print("CN-OK")
 except Exception as e:
     print("CN-ERR", type(e).__name__)
 del _cn_w
-""" % (_OPEN_NVS, FIELDS)
+""" % (_OPEN_NVS, FIELDS, PROD_KEY, PROD_KEY)
 
 CHECK_SCRIPT = """\
 def _cn_c():
@@ -57,13 +73,82 @@ def _cn_c():
             r.append(hexlify(hashlib.sha256(bytes(b[:m])).digest()).decode())
         except OSError:
             r.append("-")
+    try:
+        r.append(str(n.get_i32(%r)))
+    except OSError:
+        r.append("-")
     return r
 try:
     print("CN-SUM", " ".join(_cn_c()))
 except Exception as e:
     print("CN-ERR", type(e).__name__)
 del _cn_c
-""" % (_OPEN_NVS, FIELDS)
+""" % (_OPEN_NVS, FIELDS, PROD_KEY)
+
+# Before production mode is written: can this node keep its REPL closed? Its main.py (written by citynode flash)
+# must turn Ctrl-C off with its first statement, its app (app_main.py, firmware/main.py) must know production
+# mode, the install must be finished, and a boot.py must run no code (while it runs Ctrl-C works, and a
+# KeyboardInterrupt there skips main.py: the REPL). Prints CN-PRE and one fixed word.
+PREFLIGHT_SCRIPT = """\
+def _cn_p():
+    import os
+    def code(p):
+        try:
+            with open(p) as f:
+                return [x.strip() for x in f.read().split("\\n") if x.strip() and not x.strip().startswith("#")]
+        except OSError:
+            return None
+    try:
+        os.stat(%r)
+        return "unfinished"
+    except OSError:
+        pass
+    m = code("main.py")
+    if m is None:
+        return "nomain"
+    if m[:2] != ["from micropython import kbd_intr", "kbd_intr(-1)"]:
+        return "oldmain"
+    try:
+        with open("app_main.py") as f:
+            if %r not in f.read():
+                return "oldapp"
+    except OSError:
+        return "noapp"
+    if code("boot.py"):
+        return "bootpy"
+    return "OK"
+try:
+    print("CN-PRE", _cn_p())
+except Exception as e:
+    print("CN-ERR", type(e).__name__)
+del _cn_p
+""" % (MARKER, production.MARK)
+
+# After production mode is written: remove MicroPython's stock boot.py (comments only; one Ctrl-C window less at
+# every boot) and reset into production mode.
+RESTART_SCRIPT = """\
+import os
+try:
+    with open("boot.py") as _f:
+        _c = [x for x in _f.read().split("\\n") if x.strip() and not x.strip().startswith("#")]
+    if not _c:
+        os.remove("boot.py")
+except OSError:
+    pass
+import machine
+machine.reset()
+"""
+_PREFLIGHT = {
+    "unfinished": "its install is unfinished ({marker}): run `citynode flash --board BOARD --port {port}` again",
+    "nomain": "it has no main.py of citynode flash: run `citynode flash --board BOARD --port {port}` first",
+    "oldmain": "its main.py does not turn Ctrl-C off first (written by an older citynode flash): run "
+               "`citynode flash --board BOARD --port {port}` first",
+    "noapp": "it has no app_main.py: run `citynode flash --board BOARD --port {port}` first",
+    "oldapp": "its firmware does not know production mode (app_main.py of an older citynode flash): run "
+              "`citynode flash --board BOARD --port {port}` first",
+    "bootpy": "its boot.py runs code before main.py, while Ctrl-C still reaches the REPL: remove it "
+              "(`mpremote connect {port} rm :boot.py`) or move that code into the app",
+}
 
 
 READ_EUI_SCRIPT = """\
@@ -135,8 +220,10 @@ class NodeSession:
                 raise CitynodeError(f"cannot open {port} ({type(e).__name__}); is another program using it?") \
                     from None
         try:
-            self._tr.enter_raw_repl(soft_reset=False, timeout_overall=self.timeout)
+            production.enter_raw_repl(self._tr, self.timeout)  # bounded even if the node keeps printing
         except Exception:
+            if production.closed(self._tr, self._sink.getvalue()):  # what it printed, else after a reset
+                raise CitynodeError(production.closed_message(port)) from None
             raise CitynodeError(f"no MicroPython REPL answered on {port} within {self.timeout:g} s; is the board "
                                 "flashed with MicroPython and not busy?") from None
 
@@ -151,24 +238,53 @@ class NodeSession:
                 return words[1].upper()
         raise CitynodeError(_node_error("reading the node's DevEUI", " ".join(words), self.port, None))
 
-    def write(self, dev: Device) -> None:
-        """Write `dev`'s DevEUI, JoinEUI and AppKey to the node's NVS and check them by reading back."""
+    def write(self, dev: Device, production: bool = False) -> None:
+        """Write `dev`'s DevEUI, JoinEUI and AppKey to the node's NVS, and production mode on or off, and check
+        them by reading back. Production mode takes effect at the node's next boot (restart())."""
         with contextlib.redirect_stdout(self._sink):
-            self._write(dev)
+            self._write(dev, production)
 
-    def _write(self, dev: Device) -> None:
+    def _write(self, dev: Device, prod: bool) -> None:
         tr, port = self._tr, self.port
-        out = _run(tr, WRITE_SCRIPT % (dev.dev_eui, dev.join_eui, dev.app_key), port)
+        out = _run(tr, WRITE_SCRIPT % (dev.dev_eui, dev.join_eui, dev.app_key, prod), port)
         if out != "CN-OK":
             raise CitynodeError(_node_error("writing keys", out, port, dev))
         words = _run(tr, CHECK_SCRIPT, port).split()
-        if len(words) != 4 or words[0] != "CN-SUM":
+        if len(words) != 5 or words[0] != "CN-SUM":
             raise CitynodeError(_node_error("reading keys back", " ".join(words), port, dev))
         want = [_digest(dev.dev_eui), _digest(dev.join_eui), _digest(dev.app_key)]
-        bad = [f for f, got, exp in zip(FIELDS, words[1:], want) if not hmac.compare_digest(got, exp)]
+        bad = [f for f, got, exp in zip(FIELDS, words[1:4], want) if not hmac.compare_digest(got, exp)]
         if bad:
             raise CitynodeError(f"the node on {port} holds different {', '.join(bad)} than the registry after "
                                 "writing; it is not provisioned")
+        if words[4] != ("1" if prod else "-"):
+            raise CitynodeError(f"the node on {port} did not keep production mode {'on' if prod else 'off'} "
+                                "after writing it; it is not provisioned")
+
+    def preflight(self) -> None:
+        """Before production mode: CitynodeError unless the node's files can keep its REPL closed (see
+        PREFLIGHT_SCRIPT). Changes nothing on the node."""
+        with contextlib.redirect_stdout(self._sink):
+            words = _run(self._tr, PREFLIGHT_SCRIPT, self.port).split()
+        if words[:2] == ["CN-PRE", "OK"]:
+            return
+        if words[:1] == ["CN-PRE"] and len(words) == 2 and words[1] in _PREFLIGHT:
+            why = _PREFLIGHT[words[1]].format(port=self.port, marker=MARKER)
+            raise CitynodeError(f"the node on {self.port} cannot go into production mode: {why}")
+        raise CitynodeError(_node_error("checking the node for production mode", " ".join(words), self.port, None))
+
+    def restart(self, seconds: float = production.LISTEN_S * 2) -> bool:
+        """Reset the node (removing MicroPython's stock boot.py first, see RESTART_SCRIPT) and wait up to
+        `seconds` for the line a node in production mode prints at boot; True if it came. The session is over."""
+        tr = self._tr
+        with contextlib.redirect_stdout(self._sink):
+            try:
+                tr.exec_raw_no_follow(RESTART_SCRIPT)
+            except Exception:  # noqa: BLE001 (a board that resets at once may cut the link: listen anyway)
+                pass
+            tr.in_raw_repl = False  # nothing to leave: the board restarted
+            ser = getattr(tr, "serial", None)
+            return ser is not None and production.said(production.listen(ser, seconds, reset=False))
 
     def __exit__(self, *exc) -> None:
         self._close()
@@ -176,8 +292,9 @@ class NodeSession:
     def _close(self) -> None:
         with contextlib.redirect_stdout(self._sink):
             if self._tr is not None:
-                with contextlib.suppress(Exception):
-                    self._tr.exit_raw_repl()
+                if getattr(self._tr, "in_raw_repl", True):
+                    with contextlib.suppress(Exception):
+                        self._tr.exit_raw_repl()
                 if self._own:
                     with contextlib.suppress(Exception):
                         self._tr.close()

@@ -24,7 +24,13 @@ from pathlib import Path
 
 from .errors import CitynodeError, UsageError
 
-SCHEMA_VERSION = 1
+# 2: the events table (an enclosure found open, ...). A registry of schema 1 gets it when this citynode opens it
+# for writing; an older citynode refuses a registry of schema 2, so it cannot export a flagged device unawares.
+SCHEMA_VERSION = 2
+# what happened to a device, recorded with the time (Registry.record_event): opened: its enclosure was found open
+# (its AppKey may be copied; flagged until cleared); cleared: that flag cleared; replaced: its node was given
+# another identity (provision --replace; the note names it)
+EVENTS = ("opened", "cleared", "replaced")
 # new: created, not on a node yet; provisioned: written to a node and read back; failed: a node write failed
 # (the node may hold part of it); retired: its node was given another identity (--replace)
 STATUSES = ("new", "provisioned", "failed", "retired")
@@ -47,6 +53,13 @@ CREATE TABLE IF NOT EXISTS devices (
     created TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('new', 'provisioned', 'failed', 'retired')),
     provisioned TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    dev_eui TEXT NOT NULL REFERENCES devices(dev_eui),
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL,
+    note TEXT
 );
 CREATE TABLE IF NOT EXISTS locations (
     dev_eui TEXT PRIMARY KEY REFERENCES devices(dev_eui),
@@ -77,6 +90,16 @@ class Device:
     created: str = ""
     status: str = "new"
     provisioned: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """Something that happened to a device (EVENTS), with its UTC time and a note."""
+
+    dev_eui: str
+    kind: str
+    at: str
+    note: str | None = None
 
 
 def norm_hex(text: str, nbytes: int | None, what: str) -> str:
@@ -210,6 +233,8 @@ class Registry:
                     self._db.execute(stmt)
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             ver = int(self._meta("schema") or 0)
+            if ver < SCHEMA_VERSION:  # an older registry: the tables made above were its migration
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
         if ver > SCHEMA_VERSION:
             raise CitynodeError(f"registry {self.path} has schema {ver}; this citynode knows up to {SCHEMA_VERSION}")
 
@@ -409,6 +434,49 @@ class Registry:
                        (eui, sent, node, challenge, _now()))
 
     # -- events: an enclosure found open, its flag cleared, an identity replaced (docs/security.md) --------------
+    def record_event(self, dev_eui: str, kind: str, note: str | None = None) -> Event:
+        """Record that `kind` (EVENTS) happened to a device now; `note` is kept as one line."""
+        if kind not in EVENTS:
+            raise ValueError(f"event must be one of {EVENTS}")
+        eui = self.get(dev_eui).dev_eui
+        if note is not None:
+            note = " ".join(note.split())[:500] or None
+        ev = Event(eui, kind, _now(), note)
+        with self.transaction() as db:
+            db.execute("INSERT INTO events (dev_eui, kind, at, note) VALUES (?, ?, ?, ?)", (eui, kind, ev.at, note))
+        return ev
+
+    def events(self, dev_eui: str | None = None) -> list[Event]:
+        """Every event (of one device), oldest first."""
+        sql, args = "SELECT dev_eui, kind, at, note FROM events", ()
+        if dev_eui is not None:
+            sql, args = sql + " WHERE dev_eui = ?", (norm_hex(dev_eui, 8, "DevEUI"),)
+        try:
+            rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
+        except sqlite3.OperationalError:  # a read-only registry made before the table existed: no events
+            return []
+        return [Event(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def flags(self) -> dict[str, Event]:
+        """The devices flagged now: DevEUI -> its last `opened` event that no `cleared` event followed."""
+        out: dict[str, Event] = {}
+        for ev in self.events():
+            if ev.kind == "opened":
+                out[ev.dev_eui] = ev
+            elif ev.kind == "cleared":
+                out.pop(ev.dev_eui, None)
+        return out
+
+    def flag_opened(self, dev_eui: str, note: str | None = None) -> Event:
+        """The device's enclosure was found open: its AppKey may be copied. `registry export` leaves it out and
+        `provision --dev-eui` refuses it until its node gets a new identity (--replace) or the flag is cleared."""
+        return self.record_event(dev_eui, "opened", note)
+
+    def clear_flag(self, dev_eui: str, note: str | None = None) -> Event:
+        eui = self.get(dev_eui).dev_eui
+        if eui not in self.flags():
+            raise CitynodeError(f"DevEUI {eui} is not flagged")
+        return self.record_event(eui, "cleared", note)
 
     def set_board(self, dev_eui: str, board: str | None) -> None:
         with self.transaction() as db:
