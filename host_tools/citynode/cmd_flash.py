@@ -1,6 +1,7 @@
 """`citynode flash`, `citynode boards` and `citynode monitor`."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -8,6 +9,7 @@ import time
 from .boards import get_board, load_boards
 from .cli import add_command
 from .flash import MARKER, FlashError, FlashInterrupted, JobProgress, flash, monitor
+from .imagelock import DEFAULT_NAME
 
 
 def register(sub) -> None:
@@ -20,6 +22,10 @@ def register(sub) -> None:
         "\n\nWriting the image erases the board's NVS partition (the image covers it; if not, it is erased\n"
         "separately and read back): its keys, LoRaWAN session and production mode are gone, and it needs\n"
         "`citynode provision` again. This is the way back for a node in production mode (docs/security.md)."
+        "\n\nThe image is the board file's MicroPython release, downloaded once and cached. Where the board file\n"
+        "pins no SHA-256 (ours do not), the first download's SHA-256 is pinned in the image lock\n"
+        f"(./{DEFAULT_NAME}, or --images-lock FILE) and shown once: commit that file.\n"
+        "Every later flash checks the image against it and refuses one that changed."
         "\n\nExample:"), 1)
     p.add_argument("--board", required=True, help="board name (see `citynode boards`)")
     p.add_argument("--port", help="device path or pyserial URL (socket://host:port); default: the one board "
@@ -33,8 +39,11 @@ def register(sub) -> None:
     p.add_argument("--repl-port", help="port of the MicroPython REPL after flashing, if not --port (boards with "
                                        "native USB come back under another name)")
     p.add_argument("--offline", action="store_true", help="never download: use the cache or --firmware")
-    p.add_argument("--allow-unpinned", action="store_true",
-                   help="download a board image that has no SHA-256 in its board file and print its SHA-256")
+    p.add_argument("--images-lock", metavar="FILE",
+                   help="the image lock: the SHA-256 of every MicroPython image downloaded, pinned on first use "
+                        "(shown once) and checked at every later flash; commit it (default $CITYNODE_IMAGES_LOCK "
+                        f"or ./{DEFAULT_NAME})")
+    p.add_argument("--allow-unpinned", action="store_true", help=argparse.SUPPRESS)  # old scripts: now the default
     p.add_argument("--connect-attempts", type=int, default=3, help="tries to reach the ROM loader (default 3)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="the longest the board may stay silent while the app is installed (default 30)")
@@ -61,7 +70,8 @@ def cmd_flash(args) -> int:
         report = flash(board, port=args.port, firmware=args.firmware, baud=args.baud, no_reset=args.no_reset,
                        no_stub=args.no_stub, image_only=args.image_only, repl_port=args.repl_port,
                        progress=progress, offline=args.offline, allow_unpinned=args.allow_unpinned,
-                       connect_attempts=args.connect_attempts, mip_index=args.mip_index, quiet_s=args.timeout)
+                       connect_attempts=args.connect_attempts, mip_index=args.mip_index, quiet_s=args.timeout,
+                       images_lock=args.images_lock)
     except KeyboardInterrupt:
         progress.finish()
         where = args.port or "the board"

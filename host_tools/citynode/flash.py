@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .boards import ESPTOOL_CHIP_NAMES, Board
+from . import imagelock
 from .errors import CitynodeError
 from .production import NvsErase, erase_nvs
 from .production import closed as production_closed
@@ -128,8 +129,12 @@ def sha256_hex(data: bytes) -> str:
 
 
 def fetch_image(board: Board, firmware: str | os.PathLike | None = None, cache: Path | None = None,
-                offline: bool = False, allow_unpinned: bool = False) -> tuple[bytes, str]:
-    """The image bytes and where they came from: --firmware FILE, or the board's pinned image (cached)."""
+                offline: bool = False, allow_unpinned: bool = False,
+                images_lock: str | os.PathLike | None = None) -> tuple[bytes, str]:
+    """The image bytes and where they came from: --firmware FILE, or the board's image (cached). Its SHA-256 is
+    the board file's, or else the one pinned on first use in the image lock (citynode.imagelock): the first
+    download of an image that has neither is pinned there and said once on stderr. (`allow_unpinned` is kept
+    for old callers and changes nothing: every downloaded image is pinned.)"""
     if firmware is not None:
         try:
             data = Path(firmware).read_bytes()
@@ -139,14 +144,18 @@ def fetch_image(board: Board, firmware: str | os.PathLike | None = None, cache: 
             raise FlashError(f"firmware {firmware} is empty")
         return data, str(firmware)
     url, want = board.image_url, board.image_sha256
-    if want is None and not allow_unpinned:
-        raise FlashError(f"board {board.name} has no pinned SHA-256 for {url}; give --firmware FILE, or "
-                         "--allow-unpinned to download it and print its SHA-256 for the board file")
+    name = url.rsplit("/", 1)[-1]
+    lock = imagelock.lock_path(images_lock)
+    entry = imagelock.pinned(url, lock) if want is None else None  # a board file's pin is the one that counts
+    if entry is not None:
+        want = entry["sha256"]
     cache = cache if cache is not None else cache_dir()
-    path = cache / "firmware" / url.rsplit("/", 1)[-1]
-    if path.exists():
+    path = cache / "firmware" / name
+    if path.exists() and (want is not None or offline):  # an image pinned nowhere yet is downloaded afresh
         data = path.read_bytes()
         if want is None or sha256_hex(data) == want:
+            if want is None:
+                _pin(board, url, name, data, lock)
             return data, str(path)
         path.unlink()  # a damaged or stale download: fetch it again
     if offline:
@@ -159,16 +168,40 @@ def fetch_image(board: Board, firmware: str | os.PathLike | None = None, cache: 
         reason = getattr(e, "reason", None) or e
         raise FlashError(f"cannot download {url} ({reason}); without network give --firmware FILE") from None
     got = sha256_hex(data)
+    if entry is not None and got != want:
+        raise FlashError(f"download of {url} has SHA-256 {got}, but {lock} pinned {want} for it on "
+                         f"{entry.get('pinned', '?')}: the image changed since it was first flashed, not using it "
+                         f"(if the change is expected, delete its entry from {lock} and run again)")
     if want is not None and got != want:
         raise FlashError(f"download of {url} has SHA-256 {got}, expected {want} (board file {board.name}); "
                          "not using it")
+    if want is None:
+        found = image_chip(data)
+        if found != board.chip:
+            what = f"an {found} image" if found else f"no ESP image ({len(data)} bytes starting {data[:8].hex()})"
+            raise FlashError(f"download of {url} is {what}, not an {board.chip} image for board {board.name}; "
+                             "not using it and not pinning it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
     tmp.write_bytes(data)
     tmp.replace(path)
     if want is None:
-        sys.stderr.write(f"citynode flash: note: {url} is not pinned; its SHA-256 is {got}\n")
+        _pin(board, url, name, data, lock)
     return data, str(path)
+
+
+def _pin(board: Board, url: str, name: str, data: bytes, lock: Path) -> None:
+    """Pin a downloaded image on first use; say so once (the later flashes verify against it silently)."""
+    try:
+        entry, new = imagelock.pin(url, sha256_hex(data), len(data), board.name, lock)
+    except imagelock.ImageLockError as e:
+        raise FlashError(str(e)) from None
+    if entry["sha256"] != sha256_hex(data):  # another bench pinned it a moment ago, with another hash
+        raise FlashError(f"{url} has SHA-256 {sha256_hex(data)}, but {lock} pinned {entry['sha256']} for it on "
+                         f"{entry.get('pinned', '?')}: not using it (if the change is expected, delete its entry "
+                         f"from {lock} and run again)")
+    if new:
+        sys.stderr.write(f"citynode flash: pinned {name} sha256 {entry['sha256']} in {lock}; commit this file\n")
 
 
 def image_chip(data: bytes) -> str | None:
@@ -759,9 +792,10 @@ def flash(board: Board, port: str | None = None, firmware=None, baud: int = 4608
           no_stub: bool = False, image_only: bool = False, repl_port: str | None = None,
           progress: JobProgress | None = None, offline: bool = False, allow_unpinned: bool = False,
           connect_attempts: int = 3, files=None, comports=None, mip_index: str | None = None,
-          quiet_s: float = QUIET_S) -> FlashReport:
+          quiet_s: float = QUIET_S, images_lock: str | os.PathLike | None = None) -> FlashReport:
     port = find_port(port, comports)
-    image, source = fetch_image(board, firmware, offline=offline, allow_unpinned=allow_unpinned)
+    image, source = fetch_image(board, firmware, offline=offline, allow_unpinned=allow_unpinned,
+                                images_lock=images_lock)
     drivers = None
     if not image_only:  # before anything is written: a driver that cannot be had stops the job here
         from .mip import driver_files

@@ -190,14 +190,24 @@ def test_damaged_cache_entry_is_fetched_again(tmp_path):
     assert cached.read_bytes() == data
 
 
-def test_offline_without_cache_and_unpinned_images_are_clear_errors(tmp_path):
+def test_offline_without_cache_and_no_network_are_clear_errors(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
     board = _board_with_image((tmp_path / "x.bin").as_uri(), "a" * 64)
     with pytest.raises(FlashError, match="not cached .* --offline"):
         fetch_image(board, cache=tmp_path / "cache", offline=True)
     real = get_board("ttgo-lora32-v2.1", BOARDS_DIR)
-    assert real.image_sha256 is None  # not verifiable offline here: see the board file
-    with pytest.raises(FlashError, match="no pinned SHA-256"):
-        fetch_image(real, cache=tmp_path / "cache")
+    assert real.image_sha256 is None  # pinned on first use instead (test_flash_image_lock.py)
+
+    def no_network(url, *a, **k):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    with pytest.raises(FlashError, match="cannot download https://micropython.org/.* without network give "
+                                         "--firmware FILE"):
+        fetch_image(real, cache=tmp_path / "cache", images_lock=tmp_path / "images.lock")
+    assert not (tmp_path / "images.lock").exists()
 
 
 def test_image_chip_reads_the_esp_image_header():
