@@ -4,6 +4,7 @@ import json
 
 from micropython import const
 
+from cnode.channels import by_name
 from cnode.drivers.errors import SensorAbsent, SensorError
 from cnode.sampler import Slot
 
@@ -225,8 +226,28 @@ class Hardware:
         return out
 
 
+def value_text(channel, v):
+    """A reading as `citynode decode` gives it, with its unit: the integer at the channel's resolution as a decimal
+    number, then the unit, both from the channel registry (cnode.channels) that the decoder reads ("7.41 Cel",
+    "101325 Pa", "3.9 V"). No floats: exact on a port with single-precision floats."""
+    if v is None:
+        return "-"
+    row = by_name(channel)
+    if row is None or not isinstance(v, int):
+        return str(v)
+    exp = row[3]
+    if exp < 0:
+        digits = str(abs(v) % 10 ** -exp)
+        digits = ("0" * (-exp - len(digits)) + digits).rstrip("0") or "0"
+        text = "%s%d.%s" % ("-" if v < 0 else "", abs(v) // 10 ** -exp, digits)
+    else:
+        text = str(v * 10 ** exp)
+    return text + " " + row[2] if row[2] else text
+
+
 def selftest(slots, out=print):
-    """Read every sensor once and print a table; returns the number of sensors that failed."""
+    """Read every sensor once and print a table of its values with their units; returns the number of sensors
+    that failed."""
     failed = 0
     out("%-10s %-14s %s" % ("sensor", "channel", "value"))
     for s in slots:
@@ -237,7 +258,7 @@ def selftest(slots, out=print):
                 d.wake()
             d.read()
             for i in range(len(d.channels)):
-                out("%-10s %-14s %s" % (name, d.channels[i], d.values[i]))
+                out("%-10s %-14s %s" % (name, d.channels[i], value_text(d.channels[i], d.values[i])))
         except Exception as e:  # the table shows every failure; the caller decides what a failure means
             failed += 1
             out("%-10s %-14s FAILED: %s" % (name, "-", e))

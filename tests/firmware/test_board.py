@@ -136,3 +136,43 @@ def test_without_bluetooth_the_ble_counter_reads_as_missing_until_it_comes_up():
     finally:
         bluetooth.uninstall()
     assert "bluetooth" not in sys.modules
+
+
+def test_value_text_is_the_decoders_number_with_the_registrys_unit():
+    from cnode.board import value_text
+
+    assert value_text("temperature", 741) == "7.41 Cel"
+    assert value_text("temperature", -5) == "-0.05 Cel"
+    assert value_text("temperature", -150) == "-1.5 Cel"
+    assert value_text("humidity", 600) == "60.0 %RH"
+    assert value_text("pressure", 101325) == "101325 Pa"
+    assert value_text("pm2_5", 75) == "7.5 ug/m3"
+    assert value_text("battery", 3900) == "3.9 V"
+    assert value_text("latitude", 5227990) == "52.2799 lat"
+    assert value_text("distance", 7) == "0.007 m"
+    assert value_text("co2", 420) == "420 ppm"
+    assert value_text("reboot_reason", 1) == "1"  # an enumeration: no SenML unit
+    assert value_text("pressure", None) == "-"
+    assert value_text("no_such_channel", 12) == "12"
+
+
+def test_the_selftest_table_shows_every_value_with_its_unit():
+    from citynode.hwsim.twin_bme280 import constant
+    from citynode.hwsim.twin_uart_pm import SDS011Twin
+
+    hw, clock = _hw("virtual")
+    hw.i2c().attach(0x76, BME280Twin(clock, series=constant(temperature=21.5, humidity=45.0, pressure=101325.0),
+                                     noise=0))
+    machine.attach_uart(16, SDS011Twin(clock, lambda ms: {"pm2_5": 7.5, "pm10": 12.5}))
+    slots = hw.slots(clock)
+    slots[-1].driver.adc.uv = 1950000  # 1.95 V at the pin of the 100k/100k divider: 3.9 V
+    lines = []
+    assert selftest(slots, lines.append) == 0
+    assert lines == ["sensor     channel        value",
+                     "BME280     temperature    21.5 Cel",
+                     "BME280     humidity       45.0 %RH",
+                     "BME280     pressure       101325 Pa",
+                     "SDS011     pm2_5          7.5 ug/m3",
+                     "SDS011     pm10           12.5 ug/m3",
+                     "Battery    battery        3.9 V",
+                     "selftest: 3 sensors, 0 failed"]
