@@ -110,11 +110,6 @@ class Encoder:
         """
         n = self.n
         nch = self.nch
-        c = start
-        while c < nch and vals[c] is None and not (flags is not None and flags[c]):
-            c += 1
-        if c == nch:  # no value and no flag: nothing to send (a frame of such samples has no channel to show)
-            return nch
         if self.closed or n >= self.maxn:
             return start
         # time header for n+1 samples

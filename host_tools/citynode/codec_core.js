@@ -254,10 +254,8 @@ function decodeFrame(bytes) {
     fail("unsupported payload version (this decoder reads " + VERSION + ")");
   }
   mask = top.value[1];
-  // mask 0: samples with no values, only flags (every reading failed); only a frame with flags may have it
-  if (mask.kind !== "uint" || (mask.value.b.length === 0 && top.value.length !== 4) || mask.value.b.length > 8) {
-    fail("bad channel mask");
-  }
+  // mask 0: a frame whose samples have no values (every reading failed, or none was due): times and flags only
+  if (mask.kind !== "uint" || mask.value.b.length > 8) fail("bad channel mask");
   stream = top.value[2];
   if (stream.kind !== "bytes") fail("bad sample stream (expected a byte string)");
   flat = [];

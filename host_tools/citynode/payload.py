@@ -137,8 +137,8 @@ def decode_frame(data: bytes) -> tuple[list[Sample], list[str]]:
     ver, mask, stream = obj[0], obj[1], obj[2]
     if type(ver) is not int or ver != VERSION:  # not True, 1.0 or simple(1), which compare equal to 1
         raise PayloadError(f"unsupported payload version {ver!r} (this decoder reads {VERSION})")
-    # mask 0: samples with no values, only flags (every reading failed); only a frame with flags may have it
-    if not isinstance(mask, int) or isinstance(mask, bool) or not (0 < mask < (1 << 64) or (mask == 0 and len(obj) == 4)):
+    # mask 0: a frame whose samples have no values (every reading failed, or none was due): times and flags only
+    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask < (1 << 64):
         raise PayloadError("bad channel mask")
     if not isinstance(stream, bytes):
         raise PayloadError("bad sample stream (expected a byte string)")

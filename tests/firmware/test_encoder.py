@@ -173,10 +173,7 @@ def test_a_flag_on_a_missing_value_counts_when_an_empty_frame_fills():
     ]
 
 
-def test_a_sample_with_no_value_and_no_flag_is_not_written():
-    enc = Encoder([0, 1], [0, 0])
-    enc.begin(51)
-    assert enc.add(100, [None, None], None) == 2 and enc.n == 0  # taken: nothing to send
-    assert enc.add(100, [None, None], [0, 0]) == 2 and enc.n == 0
-    assert enc.add(100, [None, None], [0, 4]) == 2  # a flag alone is kept
-    assert enc.n == 1 and enc.nf == 1
+def test_a_sample_with_no_value_travels_with_its_time():
+    # a cycle in which nothing was measured still says when it was: alone in a frame, its channel mask is 0
+    frames = _frames([0, 1], [0, 0], [(100, [None, None], None)], 51)
+    assert [tohex(f) for f in frames] == ["830100450000006480"]

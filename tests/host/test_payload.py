@@ -134,7 +134,9 @@ def test_a_sample_whose_every_reading_failed_round_trips():
     (bytes.fromhex("830218374c"), "not CBOR"),
     (cbor2.dumps([2, 55, b"\x00" * 8]), "unsupported payload version 2"),
     (cbor2.dumps({"a": 1}), "expected a CBOR array"),
-    (cbor2.dumps([1, 0, b""]), "bad channel mask"),
+    (cbor2.dumps([1, -1, b""]), "bad channel mask"),
+    (cbor2.dumps([1, 2**64, b""]), "bad channel mask"),
+    (cbor2.dumps([1, 0, b""]), "truncated"),  # mask 0 is a frame of samples without values: it needs a time
     (cbor2.dumps([1, 1, "text"]), "bad sample stream"),
     (cbor2.dumps([1, 1, b"\x00\x00"]), "truncated"),
     (cbor2.dumps([1, 1, b"\x23\xbd\x6a\x2c\xb6", [0, 1]]), "bad quality flags"),
