@@ -7,7 +7,7 @@ TYPINGS := typings/.installed
 JS := tests/js/node_modules/.installed
 FIRMWARE := $(shell find firmware -name '*.py' | sort)
 
-.PHONY: all test demo bench fuzz check-mpy typecheck pytest clean system-deps lock
+.PHONY: all test demo bench fuzz check-mpy typecheck pytest clean system-deps lock cli-doc
 
 all: test
 
@@ -74,6 +74,10 @@ pytest: $(STAMP) $(JS) system-deps
 	$(BIN)/python -m pytest -q
 
 test: check-mpy typecheck pytest
+
+# docs/cli.md below its marker is written from the parser (tests/host/test_cli_reference.py fails when it is stale).
+cli-doc: $(STAMP)
+	$(BIN)/python -m citynode.cli_reference docs/cli.md
 
 demo: $(STAMP)
 	$(BIN)/citynode simulate --nodes 5 --days 2 --seed 1
