@@ -247,13 +247,17 @@ def value_text(channel, v):
 
 def selftest(slots, out=print):
     """Read every sensor once and print a table of its values with their units; returns the number of sensors
-    that failed."""
+    that failed. A sensor is first brought out of any state a program before this one left it in (a reset of the
+    board resets the ESP32, not its sensors): recover() where the driver has one (SCD4x), wake() for a sensor
+    with a warm-up (SDS011, PMS5003, SPS30 asleep), and every driver set up anew (BME280: a soft reset)."""
     failed = 0
     out("%-10s %-14s %s" % ("sensor", "channel", "value"))
     for s in slots:
         d = s.driver
         name = type(d).__name__
         try:
+            if hasattr(d, "recover"):  # the state the app left the chip in outlives a reset of the board
+                d.recover()
             if s.warmup_ms and hasattr(d, "wake"):
                 d.wake()
             d.read()

@@ -176,3 +176,70 @@ def test_the_selftest_table_shows_every_value_with_its_unit():
                      "SDS011     pm10           12.5 ug/m3",
                      "Battery    battery        3.9 V",
                      "selftest: 3 sensors, 0 failed"]
+
+
+class _Reset(Exception):
+    """The board resets here (citynode flash's Ctrl-C, a reflash, the watchdog): the program ends, the sensors
+    keep the state it left them in."""
+
+
+class _ResetAt:
+    """The board's clock until its n-th wait, where the board resets."""
+
+    def __init__(self, clock, n):
+        self._c = clock
+        self.n = n
+
+    def __getattr__(self, name):
+        return getattr(self._c, name)
+
+    def sleep_ms(self, ms):
+        self.n -= 1
+        if self.n == 0:
+            raise _Reset()
+        self._c.sleep_ms(ms)
+
+
+def _v3_after_a_reset_during_the_app(n, mode):
+    """The Heltec V3's app reads its sensors and the board resets at its n-th wait; then the self-test runs on
+    the same sensors, as after `citynode flash` stopped the app. Returns (failed, table)."""
+    from citynode.hwsim.twin_sensirion import SCD4xTwin, SHT4xTwin
+
+    hw, clock = _hw("heltec-wifi-lora-32-v3")
+    for s in hw.board["sensors"]:
+        if s["driver"] == "scd4x":
+            if mode is None:
+                s.pop("mode", None)  # an SCD40: periodic measurement
+            else:
+                s["mode"] = mode
+    hw.i2c().attach(0x62, SCD4xTwin(clock))
+    hw.i2c().attach(0x44, SHT4xTwin(clock))
+    try:
+        app = hw.slots(_ResetAt(clock, n))
+        app[-1].driver.adc.uv = 800000  # the battery: about 3.9 V behind the 390k/100k divider
+        for s in app:
+            s.driver.read()
+    except _Reset:
+        pass
+    clock.sleep_ms(1500)  # the reset, the boot, the REPL
+    after = Hardware(hw.board, machine).slots(clock)
+    after[-1].driver.adc.uv = 800000
+    lines = []
+    return selftest(after, lines.append), "\n".join(lines)
+
+
+def test_a_selftest_after_a_reset_in_the_middle_of_an_scd41_single_shot_passes():
+    """The SCD41 measures a single shot for 5 s and acknowledges nothing meanwhile (DS 3.3): a self-test that
+    came right after a reset during the app's reading was refused ("SCD4x: no ACK at 0x62")."""
+    for n in range(1, 9):
+        failed, table = _v3_after_a_reset_during_the_app(n, "single_shot")
+        assert failed == 0, "reset at wait %d:\n%s" % (n, table)
+        assert "SCD4x      co2            " in table and " ppm" in table
+
+
+def test_a_selftest_after_an_app_left_an_scd40_measuring_periodically_passes():
+    """In periodic measurement the SCD4x takes only a few commands (DS 3.5); start_periodic_measurement again is
+    refused, so the self-test must stop it first."""
+    for n in (1, 2, 3, 100):
+        failed, table = _v3_after_a_reset_during_the_app(n, None)
+        assert failed == 0, "reset at wait %d:\n%s" % (n, table)

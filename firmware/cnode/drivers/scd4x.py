@@ -79,6 +79,30 @@ class SCD4x(SensirionDevice):
         # later (datasheet: power-up time); the sampler waits this out as a warm-up, in light sleep on a board
         self.warmup_ms = _POWER_UP_MS if self._shot else 0
 
+    def recover(self):
+        """Bring the sensor to idle from whatever an earlier program left it in: a reset of the board (a reflash,
+        Ctrl-C, the watchdog) does not reset the sensor. Asleep after power_down: wake_up (never acknowledged,
+        DS 3.10.4); measuring periodically: stop_periodic_measurement (500 ms); in the middle of a single shot it
+        acknowledges nothing for up to 5 s (DS 3.3), so stop is tried again until it is taken, within one shot's
+        time and a margin. As Sensirion's embedded-i2c-scd4x example starts ("clean up potential SCD40 states")."""
+        clock = self._clock
+        t0 = clock.ticks_ms()
+        while True:
+            try:
+                self.write_cmd(_CMD_WAKE_UP)
+            except SensorAbsent:
+                pass  # never acknowledged
+            clock.sleep_ms(_WAKE_MS)
+            try:
+                self.write_cmd(_CMD_STOP_PERIODIC)
+                break
+            except SensorAbsent:
+                if clock.ticks_diff(clock.ticks_ms(), t0) >= _SHOT_MS + _STOP_MS:
+                    raise
+                clock.sleep_ms(_POLL_MS)
+        clock.sleep_ms(_STOP_MS)
+        self.running = False
+
     def start(self):
         self.write_cmd(_CMD_START_PERIODIC)
         self._t_start = self._clock.ticks_ms()

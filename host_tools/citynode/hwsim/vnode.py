@@ -3,16 +3,20 @@
 `VirtualNode(i2c=[0x76]).start()` gives `.port` (a /dev/pts path that mpremote opens like a USB serial port) and
 `.fs` (the node's filesystem: the unix port's working directory). The node "reboots" when MicroPython exits (as
 it does on Ctrl-D in raw REPL, or on machine.reset()): the supervisor starts it again on the same pty, running
-main.py if there is one (`micropython -i main.py`, so Ctrl-C lands in the REPL, as on a board).
+main.py if there is one (`micropython -i main.py`, so Ctrl-C lands in the REPL, as on a board). As on a board, a
+Ctrl-C from the host interrupts running code (the relay turns it into SIGINT while the program takes it) and is an
+ordinary character at the REPL. `reset()` resets the chip as esptool does after writing an image.
 
 The node's `machine` module is the hardware double (citynode.hwsim.machine) whose I2C buses acknowledge the
 addresses given in `i2c` (a sensor that is absent is simply not listed). CPython only (pty, subprocess).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import select
+import signal
 import subprocess
 import tempfile
 import threading
@@ -120,7 +124,9 @@ def _reboot(cause, wait_ms=0):
     # the chip restarts: RTC memory and the cause are kept for the next process, which the supervisor starts;
     # a deep sleep or a crash delay passes in real time, at most 2 s (a technician watches the console)
     from binascii import hexlify as _hx
+    import micropython as _mp
     import time as _t
+    _mp.kbd_intr(-1)  # a chip going into deep sleep or a reset takes no Ctrl-C (its UART is off, then reset)
     _m._state["wdt"] = None  # the watchdog stops with the chip
     with open(_RTC_PATH, "w") as f:
         json.dump({"mem": _hx(_m._state["rtc_memory"]).decode(), "cause": cause}, f)
@@ -261,6 +267,19 @@ class VirtualNode:
         self._ready.wait(10)
         return self
 
+    def reset(self, timeout: float = 10) -> bool:
+        """Reset the chip (EN low, as esptool does after writing an image): the running program ends and the
+        node boots again from its filesystem, as after a power-on for the chip (RTC memory is lost). The parts
+        of the board stay powered. Returns whether the new boot printed something within `timeout`."""
+        (self._sys / "vnode_rtc.json").unlink(missing_ok=True)
+        proc = self._proc
+        self._ready.clear()
+        self._booted.clear()
+        if proc is not None and proc.poll() is None:
+            proc.kill()  # the supervisor starts the next boot
+        self._booted.wait(timeout)
+        return self._ready.wait(timeout)
+
     def wait_ready(self, timeout: float = 10) -> bool:
         """Wait until the node (re)booted and printed its banner."""
         return self._ready.wait(timeout)
@@ -277,6 +296,25 @@ class VirtualNode:
         return subprocess.Popen(args, stdin=self._slave, stdout=self._slave, stderr=self._slave,
                                 cwd=self.fs, env=env, close_fds=True)
 
+    def _takes_ctrl_c(self) -> bool:
+        """Whether the node is running code with Ctrl-C as its interrupt character. On a board the UART (or USB)
+        receive handler raises KeyboardInterrupt in the running program when that character arrives (ports/esp32
+        uart.c, mp_interrupt_char); at the REPL, or after micropython.kbd_intr(-1), it is an ordinary character.
+        The unix port reads nothing from its terminal while a script runs, and takes SIGINT instead, with a
+        handler installed exactly while the character is set (unix_mphal.c mp_hal_set_interrupt_char): the
+        relay sends SIGINT then."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return False
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("SigCgt:"):
+                        return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+        except OSError:
+            pass
+        return False
+
     def _relay(self) -> None:
         pairs = {self._master: self._hmaster, self._hmaster: self._master}
         while not self._stop.is_set():
@@ -287,7 +325,14 @@ class VirtualNode:
                     if data:
                         if fd == self._master:
                             self._ready.set()  # the node has printed something: it is up
-                        os.write(pairs[fd], data)
+                        interrupt = fd == self._hmaster and b"\x03" in data and self._takes_ctrl_c()
+                        if interrupt:  # the port's UART handler takes the interrupt character out of the input
+                            data = data.replace(b"\x03", b"")
+                        if data:
+                            os.write(pairs[fd], data)
+                        if interrupt and self._proc is not None:
+                            with contextlib.suppress(OSError):
+                                os.kill(self._proc.pid, signal.SIGINT)
             except OSError:
                 if self._stop.is_set():
                     return
