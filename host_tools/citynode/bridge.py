@@ -31,7 +31,7 @@ from .bridge_state import DeliveryState
 from .commands import FPORT as STATUS_FPORT
 from .commands import decode_status
 from .decoder import Stats, decode_uplink
-from .errors import CitynodeError, UsageError
+from .errors import CitynodeError, InputError
 from .outputs import senml_pack
 from .payload import PayloadError
 from .uplink import Uplink, UplinkError, parse_chirpstack, parse_ttn
@@ -62,11 +62,11 @@ def parse_broker(url: str) -> tuple[str, int]:
     """mqtt://HOST:PORT (port 1883 when left out) -> (host, port)."""
     u = urlsplit(url if "://" in url else f"mqtt://{url}")
     if u.scheme != "mqtt" or not u.hostname:
-        raise UsageError(f"broker must be mqtt://HOST:PORT, not {url!r}")
+        raise InputError(f"broker must be mqtt://HOST:PORT, not {url!r}")
     try:
         return u.hostname, u.port or 1883
     except ValueError:
-        raise UsageError(f"bad port in {url!r}") from None
+        raise InputError(f"bad port in {url!r}") from None
 
 
 def default_client_id() -> str:
@@ -275,10 +275,10 @@ class Bridge:
                  receive_maximum: int = RECEIVE_MAXIMUM, drain_s: float = 5, state: DeliveryState | None = None,
                  gap_grace: float = 300, batch: int = BATCH, on_status=None):
         if kind not in INPUTS:
-            raise UsageError(f"unknown input kind {kind!r} (one of {', '.join(INPUTS)})")
+            raise InputError(f"unknown input kind {kind!r} (one of {', '.join(INPUTS)})")
         if output is None:
             if publish is None:
-                raise UsageError("give an MQTT prefix to publish to, or an output")
+                raise InputError("give an MQTT prefix to publish to, or an output")
             output = MqttOutput(publish)
         if isinstance(output, MqttOutput):
             output.bridge = self

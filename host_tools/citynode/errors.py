@@ -7,5 +7,11 @@ class CitynodeError(Exception):
     exit_code = 1
 
 
-class UsageError(CitynodeError):
+class InputError(CitynodeError):
+    """Bad input given to the library: an argument, an option's value, a file's contents (the CLI exits 2)."""
+
     exit_code = 2
+
+
+class UsageError(InputError):
+    """Wrong use of the command line; raised by the CLI layer only (library code raises InputError)."""

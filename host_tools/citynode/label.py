@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import InputError
 from .registry_db import norm_hex
 
 ERROR_LEVEL = "M"  # segno raises it when that fits in the same symbol size (boost_error)
@@ -24,7 +24,7 @@ def tr005_payload(join_eui: str, dev_eui: str, profile_id: str = DEFAULT_PROFILE
     for tag, value in (("O", owner_token), ("S", serial)):
         if value:
             if ":" in value:
-                raise UsageError(f"TR005 field {tag} may not contain ':'")
+                raise InputError(f"TR005 field {tag} may not contain ':'")
             parts.append(tag + value)
     return ":".join(parts)
 
@@ -43,7 +43,7 @@ def _escape(text: str) -> str:
 def kind_of(path: str | Path) -> str:
     ext = Path(path).suffix.lower().lstrip(".")
     if ext not in KINDS:
-        raise UsageError(f"label file must end in .png or .svg, got {Path(path).name!r}")
+        raise InputError(f"label file must end in .png or .svg, got {Path(path).name!r}")
     return ext
 
 

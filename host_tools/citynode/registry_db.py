@@ -22,7 +22,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import CitynodeError, UsageError
+from .errors import CitynodeError, InputError
 
 # 2: the events table (an enclosure found open, ...). A registry of schema 1 gets it when this citynode opens it
 # for writing; an older citynode refuses a registry of schema 2, so it cannot export a flagged device unawares.
@@ -103,12 +103,12 @@ class Event:
 
 
 def norm_hex(text: str, nbytes: int | None, what: str) -> str:
-    """`text` as upper-case hex without separators (`-`, `:`, spaces); UsageError if it is not that long."""
+    """`text` as upper-case hex without separators (`-`, `:`, spaces); InputError if it is not that long."""
     h = re.sub(r"[\s:\-]", "", text or "").upper()
     want = 2 * nbytes if nbytes is not None else None
     if not _HEX.match(h) or (want is not None and len(h) != want):
         size = f"{want} hex digits" if want is not None else "hex digits"
-        raise UsageError(f"{what} must be {size}, got {text!r}")
+        raise InputError(f"{what} must be {size}, got {text!r}")
     return h
 
 
@@ -305,7 +305,7 @@ class Registry:
         """Create `count` new identities (status `new`) and return them. Each batch of up to BATCH identities is
         one transaction: if this raises, the identities already returned by earlier batches stay recorded."""
         if count < 1:
-            raise UsageError("the number of identities must be at least 1")
+            raise InputError("the number of identities must be at least 1")
         cfg = self.settings()
         join = check_join_eui(join_eui) if join_eui is not None else cfg["join_eui"]
         prefix = check_prefix(eui_prefix) if eui_prefix is not None else cfg["eui_prefix"]
@@ -364,7 +364,7 @@ class Registry:
     def set_location(self, dev_eui: str, lat: float, lon: float) -> None:
         """Where the node is mounted (WGS 84 degrees), e.g. for its SensorThings Location."""
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            raise UsageError(f"latitude {lat} / longitude {lon} is not a place on Earth (-90..90, -180..180)")
+            raise InputError(f"latitude {lat} / longitude {lon} is not a place on Earth (-90..90, -180..180)")
         eui = self.get(dev_eui).dev_eui
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO locations VALUES (?, ?, ?, ?)", (eui, lat, lon, _now()))
@@ -495,5 +495,5 @@ def check_join_eui(text: str) -> str:
 def check_prefix(text: str) -> str:
     h = norm_hex(text, None, "DevEUI prefix")
     if len(h) > _MAX_PREFIX_NIBBLES:
-        raise UsageError(f"DevEUI prefix must be at most {_MAX_PREFIX_NIBBLES} hex digits (an OUI is 6), got {text!r}")
+        raise InputError(f"DevEUI prefix must be at most {_MAX_PREFIX_NIBBLES} hex digits (an OUI is 6), got {text!r}")
     return h

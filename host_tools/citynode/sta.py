@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from .bridge import Delivery, OutputDown
-from .errors import CitynodeError, UsageError
+from .errors import CitynodeError, InputError
 from .semantics import meaning
 
 log = logging.getLogger("citynode.sta")
@@ -56,9 +56,9 @@ def credentials(env, token_file: str | None = None, basic_file: str | None = Non
         try:
             text = Path(path).read_text(encoding="utf-8").strip()
         except OSError as e:
-            raise UsageError(f"cannot read {path}: {e.strerror}") from None
+            raise InputError(f"cannot read {path}: {e.strerror}") from None
         if not text:
-            raise UsageError(f"{path} is empty")
+            raise InputError(f"{path} is empty")
         return text
 
     if token_file:
@@ -66,7 +66,7 @@ def credentials(env, token_file: str | None = None, basic_file: str | None = Non
     if basic_file:
         user, sep, password = read(basic_file).partition(":")
         if not sep:
-            raise UsageError(f"{basic_file} must hold USER:PASSWORD")
+            raise InputError(f"{basic_file} must hold USER:PASSWORD")
         return user, password
     if env.get("CITYNODE_STA_TOKEN"):
         return env["CITYNODE_STA_TOKEN"]
@@ -115,7 +115,7 @@ class StaClient:
 
     def __init__(self, url: str, auth=None, timeout: float = 30.0):
         if not re.match(r"^https?://[^/]", url):
-            raise UsageError(f"--sta-url must be http(s)://HOST/PATH, not {url!r}")
+            raise InputError(f"--sta-url must be http(s)://HOST/PATH, not {url!r}")
         self.base = url.rstrip("/")
         self.timeout = timeout
         s = requests.Session()

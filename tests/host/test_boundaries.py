@@ -1,45 +1,90 @@
-"""Boundaries that hold the architecture together, checked on every import statement (ast, not grep): the node
-firmware never imports the host package (a board has no citynode), and no driver imports machine (hardware is
-passed in)."""
+"""The architecture's boundaries, read from every module's imports (ast): the firmware never imports the host
+package; no module on the node but main.py imports `machine` (hardware is passed in), and no driver even names
+it; no host library module imports the CLI layer; library code raises InputError, never the CLI's UsageError."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE = ROOT / "firmware"
+HOST = ROOT / "host_tools" / "citynode"
 
 
-def _imports(path: Path):
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+def _module(path: Path, base: Path, package: str) -> str:
+    rel = path.relative_to(base).with_suffix("")
+    parts = [package, *rel.parts] if package else list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, module: str) -> set[str]:
+    """Absolute names of every module `path` imports (relative imports resolved; `from x import y` gives x and
+    x.y, since y may be a module)."""
+    tree = ast.parse(path.read_text(), str(path))
+    pkg = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            for a in node.names:
-                yield node.lineno, a.name
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            yield node.lineno, node.module
-        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "__import__" and node.args \
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-            yield node.lineno, node.args[0].value
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")
+                base = base[:len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out.add(mod)
+            out.update(f"{mod}.{a.name}" for a in node.names)
+    return out
 
 
-def _offenders(files, banned: str) -> list[str]:
-    return [f"{f.relative_to(FIRMWARE)}:{line} imports {name}" for f in files for line, name in _imports(f)
-            if name == banned or name.startswith(banned + ".")]
+def firmware_modules():
+    return [(p, _module(p, FIRMWARE, "")) for p in sorted(FIRMWARE.rglob("*.py"))]
 
 
-def test_no_firmware_module_imports_citynode():
-    files = sorted(FIRMWARE.rglob("*.py"))
-    assert len(files) > 40
-    assert _offenders(files, "citynode") == []
+def host_modules():
+    return [(p, _module(p, HOST, "citynode")) for p in sorted(HOST.rglob("*.py"))]
 
 
-def test_no_driver_imports_machine():
-    files = sorted((FIRMWARE / "cnode" / "drivers").rglob("*.py"))
-    assert files
-    assert _offenders(files, "machine") == []
+def is_cli(module: str) -> bool:
+    """The CLI layer: citynode.cli (a module or a package) and the command modules."""
+    parts = module.split(".")
+    return len(parts) > 1 and (parts[1] in ("cli", "cli_reference") or parts[1].startswith("cmd_"))
 
 
-def test_the_walk_sees_every_form_of_import(tmp_path):
-    f = tmp_path / "m.py"
-    f.write_text("import citynode.hwsim\nfrom citynode import x\n__import__('citynode.y')\ndef g():\n"
-                 "    from citynode.hwsim.virtual_board import run  # type: ignore\n")
-    assert [n for _, n in _imports(f)] == ["citynode.hwsim", "citynode", "citynode.y", "citynode.hwsim.virtual_board"]
+def test_the_walker_sees_what_it_must():
+    assert len(firmware_modules()) > 40 and len(host_modules()) > 40
+    assert "citynode.errors" in imports(HOST / "cli.py", "citynode.cli") or any(
+        "citynode.errors" in imports(p, m) for p, m in host_modules() if m.startswith("citynode.cli"))
+    assert "cnode.bits" in imports(FIRMWARE / "cnode" / "encoder.py", "cnode.encoder")
+
+
+def test_the_firmware_never_imports_the_host_package():
+    bad = [(m, i) for p, m in firmware_modules() for i in imports(p, m) if i.split(".")[0] == "citynode"]
+    assert not bad, bad
+
+
+def test_only_main_py_imports_machine_and_no_driver_names_it():
+    bad = [m for p, m in firmware_modules() if m != "main" and any(i.split(".")[0] == "machine"
+                                                                   for i in imports(p, m))]
+    assert not bad, f"hardware is passed in, not imported: {bad}"
+    named = [p.name for p in sorted((FIRMWARE / "cnode" / "drivers").rglob("*.py"))
+             if any(isinstance(n, ast.Name) and n.id == "machine" for n in ast.walk(ast.parse(p.read_text())))]
+    assert not named, f"a driver is given its bus, never machine: {named}"
+
+
+def test_no_library_module_imports_the_cli_layer():
+    bad = [(m, i) for p, m in host_modules() if not is_cli(m) for i in imports(p, m)
+           if i.startswith("citynode.") and is_cli(i)]
+    assert not bad, bad
+
+
+def test_library_code_raises_input_error_not_usage_error():
+    bad = []
+    for p, m in host_modules():
+        if is_cli(m) or m == "citynode.errors":
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Name) and node.id == "UsageError":
+                bad.append(f"{m}:{node.lineno}")
+    assert not bad, f"library modules raise errors.InputError (the CLI exits 2 for it too): {bad}"

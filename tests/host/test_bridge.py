@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from citynode.bridge import BATCH, convert, parse_broker
-from citynode.errors import UsageError
+from citynode.errors import InputError
 from citynode.payload import encode
 from mqttkit import BridgeProc, Collector, Mosquitto, chirpstack_event, publish_all, ttn_message
 
@@ -48,7 +48,7 @@ def keys(messages) -> list[tuple[str, int]]:
 def test_parse_broker():
     assert parse_broker("mqtt://127.0.0.1:18830") == ("127.0.0.1", 18830)
     assert parse_broker("mqtt://broker.example") == ("broker.example", 1883)
-    with pytest.raises(UsageError):
+    with pytest.raises(InputError):
         parse_broker("http://x:1")
 
 

@@ -11,7 +11,7 @@ import segno
 
 from citynode import registry_db
 from citynode.cli import main
-from citynode.errors import UsageError
+from citynode.errors import InputError
 from citynode.label import tr005_payload
 from citynode.registry_db import Registry
 
@@ -25,9 +25,9 @@ def test_payload_matches_the_tr005_example():
     assert tr005_payload(JOIN_EUI, DEV_EUI, "000AF8BE") == EXAMPLE
     assert tr005_payload("70b3d57ed0000010", "00-18-b2-00-00-00-01-01", "000af8be") == EXAMPLE
     assert tr005_payload(JOIN_EUI, DEV_EUI, "000AF8BE", serial="A17") == EXAMPLE + ":SA17"
-    with pytest.raises(UsageError):
+    with pytest.raises(InputError):
         tr005_payload(JOIN_EUI, DEV_EUI[:-1], "000AF8BE")
-    with pytest.raises(UsageError):
+    with pytest.raises(InputError):
         tr005_payload(JOIN_EUI, DEV_EUI, "0AF8BE")
 
 

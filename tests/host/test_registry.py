@@ -13,7 +13,7 @@ import pytest
 
 from citynode import registry_db
 from citynode.cli import main
-from citynode.errors import CitynodeError, UsageError
+from citynode.errors import CitynodeError, InputError
 from citynode.registry_db import Registry
 
 CITYNODE = str(Path(sys.executable).with_name("citynode"))
@@ -98,11 +98,11 @@ def test_prefix_and_join_eui_from_options_and_from_registry_settings(tmp_path):
     assert all(d.dev_eui.startswith("0018B2000") and d.join_eui == "0102030405060708" for d in devs)
     assert all(d.board == "heltec_v2" for d in devs)
     with Registry(path) as reg:
-        with pytest.raises(UsageError):
+        with pytest.raises(InputError):
             reg.create(1, eui_prefix="0123456789A")  # 11 nibbles leave too few random bits
-        with pytest.raises(UsageError):
+        with pytest.raises(InputError):
             reg.create(1, join_eui="0102")
-        with pytest.raises(UsageError):
+        with pytest.raises(InputError):
             reg.create(1, eui_prefix="70B3DG")
 
 
@@ -197,7 +197,7 @@ def test_a_node_s_location_is_recorded_checked_and_kept(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"{dev.dev_eui}: 52.279900, 8.047200"
     with Registry(path) as reg:
         assert reg.location(dev.dev_eui) == (52.2799, 8.0472)
-        with pytest.raises(UsageError, match="not a place on Earth"):
+        with pytest.raises(InputError, match="not a place on Earth"):
             reg.set_location(dev.dev_eui, 91.0, 8.0)
         assert reg.location(dev.dev_eui) == (52.2799, 8.0472)  # a refused change keeps what was there
     assert main(["registry", "locate", "--registry", str(path), "70B3D57ED0FFFFFF", "52", "8"]) == 1

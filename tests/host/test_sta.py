@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from citynode.errors import UsageError
+from citynode.errors import InputError
 from citynode.payload import decode_frame, encode
 from citynode.registry import CHANNELS
 from citynode.registry_db import Registry
@@ -117,10 +117,10 @@ def test_credentials_come_from_files_or_the_environment(tmp_path):
     assert credentials({"CITYNODE_STA_USER": "u", "CITYNODE_STA_PASSWORD": "p"}) == ("u", "p")
     assert credentials({}) is None
     (tmp_path / "empty").write_text("")
-    with pytest.raises(UsageError, match="is empty"):
+    with pytest.raises(InputError, match="is empty"):
         credentials({}, str(tmp_path / "empty"))
     (tmp_path / "nocolon").write_text("city")
-    with pytest.raises(UsageError, match="USER:PASSWORD"):
+    with pytest.raises(InputError, match="USER:PASSWORD"):
         credentials({}, None, str(tmp_path / "nocolon"))
     assert iso(T) == "2019-01-01T00:00:00Z" and unix("2019-01-01T00:00:00+00:00") == T
 
