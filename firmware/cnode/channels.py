@@ -63,10 +63,3 @@ def by_name(name):
             return row
     return None
 
-
-def by_id(cid):
-    """The registry row with id `cid`, or None."""
-    for row in CHANNELS:
-        if row[0] == cid:
-            return row
-    return None

@@ -301,13 +301,6 @@ class NodeSession:
             self._tr = None
 
 
-def write_keys(port: str, dev: Device, baud: int = 115200, timeout: float = 10.0, transport=None) -> None:
-    """Write `dev`'s keys to the node on `port` (a device path or pyserial URL) and verify them by reading back.
-    `timeout` bounds the wait for the REPL prompt (seconds); serial reads wait at most 5 s each."""
-    with NodeSession(port, baud, timeout, transport) as node:
-        node.write(dev)
-
-
 def _run(tr, script: str, port: str) -> str:
     try:
         return tr.exec(script).decode("utf-8", "replace").strip()

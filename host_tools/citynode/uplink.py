@@ -6,7 +6,6 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
 
 
 class UplinkError(ValueError):
@@ -142,6 +141,3 @@ def parse_line(line: str, kind: str) -> Uplink:
         return parse_chirpstack(obj)
     raise UplinkError(f"unknown input kind {kind!r}")
 
-
-def iso_to_unix(s: str) -> float:
-    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()

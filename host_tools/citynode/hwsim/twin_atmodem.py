@@ -140,11 +140,6 @@ class _ModemTwin(FaultyPeer, Powered):
         if self.on_uplink is not None:
             self.on_uplink(port, data)
 
-    def _uplink_done(self, port, data, confirmed):
-        def fn():
-            self._delivered(self._now(), port, data, confirmed)
-        return fn
-
     def command(self, text):
         raise NotImplementedError
 

@@ -255,11 +255,6 @@ class VirtualNode:
         self.hw.update(dev_eui=dev_eui, app_key=app_key, stop_after=stop_after)
         self._write_hw()
 
-    def set_i2c(self, addrs) -> None:
-        """Change which I2C addresses answer (takes effect at the next boot)."""
-        self.hw["i2c"] = list(addrs)
-        self._write_hw()
-
     def start(self) -> VirtualNode:
         (self._sys / "vnode_rtc.json").unlink(missing_ok=True)  # power-on: RTC memory is cleared
         self._thread.start()
@@ -278,10 +273,6 @@ class VirtualNode:
         if proc is not None and proc.poll() is None:
             proc.kill()  # the supervisor starts the next boot
         self._booted.wait(timeout)
-        return self._ready.wait(timeout)
-
-    def wait_ready(self, timeout: float = 10) -> bool:
-        """Wait until the node (re)booted and printed its banner."""
         return self._ready.wait(timeout)
 
     def _spawn(self) -> subprocess.Popen:
