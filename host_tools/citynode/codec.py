@@ -16,26 +16,11 @@ CORE = Path(__file__).with_name("codec_core.js")
 
 
 def _commands() -> tuple[dict[str, int], dict[str, object], int]:
-    """Command ids, argument kinds ("none", "bool", "channel" or [lo, hi]) and the downlink port, from
-    citynode.commands (docs/downlink.md), which takes them from the node's own module."""
+    """Command ids, argument kinds and the downlink port, from citynode.commands (docs/downlink.md), which takes
+    them from the node's own module."""
     from . import commands
-    from cnode.config import SETTINGS
 
-    args: dict[str, object] = {}
-    for name in commands.COMMANDS:
-        if name in commands._NO_ARGS:
-            args[name] = "none"
-        elif name == "set_adr":
-            args[name] = "bool"
-        elif name in ("enable_channel", "disable_channel"):
-            args[name] = "channel"
-        elif name == "resync":
-            args[name] = [1, 0xFFFFFFFF]
-        elif name in commands._BOUNDS:
-            args[name] = list(SETTINGS[commands._BOUNDS[name]][1:3])
-        else:
-            raise ValueError(f"codec: no argument rule for downlink command {name!r}")
-    return dict(commands.COMMANDS), args, commands.FPORT
+    return dict(commands.COMMANDS), commands.argument_kinds(), commands.FPORT
 
 
 def _tables() -> str:

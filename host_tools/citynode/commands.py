@@ -41,6 +41,26 @@ _NO_ARGS = ("status", "reboot", "rejoin")
 _BOUNDS = {"set_interval": "interval", "set_dr": "dr"}
 
 
+def argument_kinds() -> dict[str, Any]:
+    """What each command takes: "none", "bool", "channel" (a registry channel id) or [lo, hi] (an integer), as
+    the node checks it; the generated JavaScript codec reads this."""
+    out: dict[str, Any] = {}
+    for name in COMMANDS:
+        if name in _NO_ARGS:
+            out[name] = "none"
+        elif name == "set_adr":
+            out[name] = "bool"
+        elif name in ("enable_channel", "disable_channel"):
+            out[name] = "channel"
+        elif name == "resync":
+            out[name] = [1, 0xFFFFFFFF]
+        elif name in _BOUNDS:
+            out[name] = list(SETTINGS[_BOUNDS[name]][1:3])
+        else:
+            raise ValueError(f"no argument rule for downlink command {name!r}")
+    return out
+
+
 class CommandError(ValueError):
     """A command that the node would reject: unknown name, missing or bad argument, bad counter."""
 
