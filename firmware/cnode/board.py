@@ -9,28 +9,114 @@ from cnode.drivers.errors import SensorAbsent, SensorError
 from cnode.sampler import Slot
 
 BOARD_FILE = "/board.json"
-_I2C_DRIVERS = ("bme280", "sht4x", "scd4x", "dnms", "qmc5883l", "vl53l1x")
-_UART_DRIVERS = ("sds011", "sps30", "pms5003", "nmea")
-_UART_BAUD = {"sds011": 9600, "pms5003": 9600, "sps30": 115200, "nmea": 9600}
-_CLASS = {"bme280": "BME280", "sht4x": "SHT4x", "scd4x": "SCD4x", "dnms": "DNMS", "qmc5883l": "QMC5883L",
-          "vl53l1x": "VL53L1X", "sds011": "SDS011", "sps30": "SPS30", "pms5003": "PMS5003", "nmea": "NMEA",
-          "pulse": "PulseCounter", "blecount": "BleCounter", "battery": "Battery"}
+# One row per driver, one string each: "module class bus baud channels option:type ..." (fields split by spaces)
+# - module: in cnode.drivers, the name a sensors entry's "driver" gives (or an _ALIAS of it); class: the driver's
+# - bus: i2c, uart, pin or ble (the chip's own radio), as a sensors entry's "bus"; adc: the battery, which has
+#   its own section of the board file, not a sensors entry
+# - baud: its UART's, where the board file's uarts entry gives none ("-": no UART)
+# - channels: what it reads, in order, known before it is built (a sensor missing at start-up has them flagged)
+# - options: the keys a sensors entry may add besides _ENTRY_KEYS, each passed to the driver's constructor as the
+#   keyword argument of that name (blecount: scan_* to its start()). Types: bool (true or false); bool+a,b (true
+#   adds channels a and b after the row's); lo..hi (an integer in that range); x|y (one of these strings). A
+#   "channel" option names the one channel the driver reads (pulse).
+# Strings, not tuples of fields: in a tuple each string is an object of its own on the node's heap (the table
+# took 6.5 KB as tuples against 1.7 KB as strings, measured on the unix port), and rows are read only at boot.
+_DRIVERS = (
+    "bme280 BME280 i2c - temperature,humidity,pressure osrs:1..5 p64:bool stuck_reads:0..65535",
+    "sht4x SHT4x i2c - temperature,humidity stuck_reads:0..65535",
+    "scd4x SCD4x i2c - co2 th:bool+temperature,humidity mode:periodic|single_shot stuck_reads:0..65535",
+    "dnms DNMS i2c - noise_laeq,noise_lamax offset:-200..200 stuck_reads:0..65535",
+    "qmc5883l QMC5883L i2c - parked,vehicles ctrl1:0..255 enter_lsb:1..32767 leave_lsb:0..32766 dwell_ms:0..3600000"
+    " ema_shift:0..15 drdy_timeout_ms:1..60000 stuck_reads:0..65535",
+    "vl53l1x VL53L1X i2c - distance,occupancy occupied_below_mm:1..4000 timeout_ms:1..60000",
+    "sds011 SDS011 uart 9600 pm2_5,pm10 mode:0..1 target:0..65535 timeout_ms:1..60000 stuck_after:0..65535",
+    "sps30 SPS30 uart 115200 pm1,pm2_5,pm10 timeout_ms:1..60000 read_timeout_ms:1..60000 stuck_after:0..65535",
+    "pms5003 PMS5003 uart 9600 pm1,pm2_5,pm10 passive:bool timeout_ms:0..60000 stuck_after:0..65535",
+    "nmea NMEA uart 9600 latitude,longitude silent_ms:1..600000 max_fix_age_ms:1..600000",
+    "pulse PulseCounter pin - pedestrians channel:pedestrians|bikes|vehicles dead_ms:0..3600000",
+    "blecount BleCounter ble - pedestrians capacity:1..4096 rssi_min:-127..0 k_min:0..4096"
+    " scan_interval_us:2500..10240000 scan_window_us:2500..10240000",
+    "battery Battery adc - battery",
+)
+_NAME = const(0)
+_CLS = const(1)
+_BUS = const(2)
+_BAUD = const(3)
+_CH = const(4)
+_OPTS = const(5)  # the first option
 _ALIAS = {"gps_nmea": "nmea", "pir_counter": "pulse", "pir": "pulse", "radar": "pulse"}
-# channels of each driver, known before it is built (a missing sensor still has its channels flagged)
-_CHANNELS = {"bme280": ("temperature", "humidity", "pressure"), "sht4x": ("temperature", "humidity"),
-             "scd4x": ("co2",), "dnms": ("noise_laeq", "noise_lamax"), "qmc5883l": ("parked", "vehicles"),
-             "vl53l1x": ("distance", "occupancy"), "sds011": ("pm2_5", "pm10"), "sps30": ("pm1", "pm2_5", "pm10"),
-             "pms5003": ("pm1", "pm2_5", "pm10"), "nmea": ("latitude", "longitude"), "blecount": ("pedestrians",),
-             "battery": ("battery",)}
-# a blecount entry's keys: the counter's, then the scan's (board-file key, start() argument); a key the file
-# leaves out keeps the driver's default (cnode.drivers.blecount: k_min 5, a 30 ms window every 300 ms)
-_BLE_COUNTER_KEYS = ("capacity", "rssi_min", "k_min")
-_BLE_SCAN_KEYS = (("scan_interval_us", "interval_us"), ("scan_window_us", "window_us"))
+# the keys of a sensors entry that are not its driver's options: wiring, sampling (cnode.sampler.Slot), and what
+# only the host reads (a note, the model, maker and datasheet the data platform names)
+_ENTRY_KEYS = "driver bus address uart pin every reads spacing_ms note model maker datasheet"
 WDT_MS = const(120000)  # longer than the longest cycle (30 s warm-up, join windows, sends)
 
 
 class BoardError(ValueError):
-    """The board file names something this firmware cannot build (driver, bus, pin)."""
+    """The board file names something this firmware cannot build (driver, bus, pin, option)."""
+
+
+def _row(name):
+    """The driver's row split into its fields (name as in a board file, aliases included), or None."""
+    name = _ALIAS.get(name, name)
+    for r in _DRIVERS:
+        r = r.split()
+        if r[_NAME] == name:
+            return r
+    return None
+
+
+def check(s, where):
+    """The driver's row for a sensors entry `s` and the entry's options as keyword arguments for the driver, once
+    every key of the entry is one a sensors entry may have (_ENTRY_KEYS) or one of its driver's options, of the
+    option's type and in its range, and its bus (if it names one) is the driver's. Raises BoardError naming `where`
+    (the host: "sensors[1]"), the driver and the key."""
+    row = _row(s.get("driver"))
+    if row is None or row[_BUS] == "adc":
+        raise BoardError("%s: unknown driver %r" % (where, s.get("driver")))
+    if s.get("bus", row[_BUS]) != row[_BUS]:
+        raise BoardError("%s (%s): bus %r, but it is on %s" % (where, row[_NAME], s["bus"], row[_BUS]))
+    keys = _ENTRY_KEYS.split()
+    kw = {}
+    for k in s:
+        if k in keys:
+            continue
+        v = s[k]
+        for o in row[_OPTS:]:
+            n, t = o.split(":")
+            if n == k:
+                break
+        else:
+            raise BoardError("%s (%s): unknown option %r (options: %s)" % (
+                where, row[_NAME], k, " ".join(row[_OPTS:]) or "none"))
+        if t.split("+")[0] == "bool":
+            ok, want = v is True or v is False, "true or false"
+        elif ".." in t:
+            lo, hi = t.split("..")
+            ok = isinstance(v, int) and v is not True and v is not False and int(lo) <= v <= int(hi)
+            want = "an integer " + t
+        else:
+            ok, want = isinstance(v, str) and v in t.split("|"), "one of " + t
+        if not ok:
+            raise BoardError("%s (%s): option %r: expected %s, got %s" % (where, row[_NAME], k, want, json.dumps(v)))
+        kw[k] = v
+    return row, kw
+
+
+def channels(s, row=None):
+    """The channels a sensors entry's driver reads, in order, known before it is built: its row's and those an
+    option adds (scd4x "th": true), or the one its "channel" option names (pulse); () for a driver this firmware
+    lacks."""
+    row = row or _row(s.get("driver"))
+    if row is None:
+        return ()
+    ch = row[_CH].split(",")
+    for o in row[_OPTS:]:
+        n, t = o.split(":")
+        if n == "channel":
+            ch = [s.get(n, ch[0])]
+        elif "+" in t and s.get(n) is True:
+            ch += t.split("+")[1].split(",")
+    return tuple(ch)
 
 
 def load(fs_open=open, path=BOARD_FILE):
@@ -51,9 +137,9 @@ class Absent:
     """Stands in for a sensor that did not answer at start-up: its channels read as missing, and every
     read tries to bring the real driver up again (a sensor plugged in later, a slow power rail)."""
 
-    def __init__(self, name, make, err, counts=False):
+    def __init__(self, name, channels, make, err, counts=False):
         self.name = name
-        self.channels = _CHANNELS.get(name, ())
+        self.channels = channels
         self.values = [None] * len(self.channels)
         self.warmup_ms = 0
         self.error = err
@@ -77,30 +163,27 @@ class Absent:
             self.values[i] = self.real.values[i]
 
 
-def _ble_counter(cls, s, clock):
-    """A BLE counter (cnode.drivers.blecount) on the chip's own radio, scanning as the board file says."""
+def _ble_counter(cls, kw, clock):
+    """A BLE counter (cnode.drivers.blecount) on the chip's own radio, scanning as the board file says (`kw`: the
+    entry's options)."""
     try:
         import bluetooth
     except ImportError:
         raise SensorAbsent("blecount: this MicroPython has no bluetooth module")
-    kw = {}
-    for k in _BLE_COUNTER_KEYS:
-        if k in s:
-            kw[k] = s[k]
-    c = cls(clock, **kw)
+    kw = dict(kw)  # a copy: make() runs again while the radio is missing
     scan = {}
-    for k, arg in _BLE_SCAN_KEYS:
-        if k in s:
-            scan[arg] = s[k]
+    for k in ("scan_interval_us", "scan_window_us"):  # start()'s interval_us and window_us
+        if k in kw:
+            scan[k[5:]] = kw.pop(k)
+    c = cls(clock, **kw)
     c.start(bluetooth.BLE(), **scan)
     return c
 
 
-def _driver_class(name):
-    if name not in _CLASS:
-        raise BoardError("unknown driver %r in the board file" % (name,))
-    mod = __import__("cnode.drivers." + name, None, None, (_CLASS[name],))
-    return mod, getattr(mod, _CLASS[name])
+def _driver_class(row):
+    """The driver's module and class (imported now: a board loads only the drivers its file lists)."""
+    mod = __import__("cnode.drivers." + row[_NAME], None, None, (row[_CLS],))
+    return mod, getattr(mod, row[_CLS])
 
 
 class Hardware:
@@ -176,39 +259,46 @@ class Hardware:
             except OSError:
                 pass
 
-    def _maker(self, name, s, clock, nap):
-        mod, cls = _driver_class(name)
-        if name in _I2C_DRIVERS:  # their waits (a measurement, an SCD41's 5 s shot) need no CPU: `nap` may be a
-            clock = nap  # light sleep; UART drivers keep `clock` (a UART receives nothing in light sleep)
-            bus = self.i2c()
+    def _maker(self, row, s, kw, clock, nap):
+        """fn() that builds the driver of a checked sensors entry on its bus, with the entry's options `kw`."""
+        mod, cls = _driver_class(row)
+        bus = row[_BUS]
+        if bus == "i2c":  # their waits (a measurement, an SCD41's 5 s shot) need no CPU: `nap` may be a light
+            clock = nap  # sleep; UART drivers keep `clock` (a UART receives nothing in light sleep)
+            i2c = self.i2c()
             addr = _num(s.get("address", getattr(mod, "ADDR", 0)))
-            mode = s.get("mode")  # a driver's operating mode (scd4x: "single_shot" on an SCD41)
-            if mode is not None:
-                return lambda: cls(bus, clock, addr, mode=mode)
-            return lambda: cls(bus, clock, addr)
-        if name in _UART_DRIVERS:
-            uart = self.uart(s.get("uart", 1), _UART_BAUD[name])
-            return lambda: cls(uart, clock)
-        if name == "pulse":
+            return lambda: cls(i2c, clock, addr, **kw)
+        if bus == "uart":
+            uart = self.uart(s.get("uart", 1), int(row[_BAUD]))
+            return lambda: cls(uart, clock, **kw)
+        if bus == "pin":
             m = self.machine
             pin = m.Pin(s["pin"], m.Pin.IN)
-            return lambda: cls(pin, clock, channel=s.get("channel", "pedestrians"), dead_ms=s.get("dead_ms", 2000))
-        if name == "blecount":  # the chip's own BLE radio, no bus; its clock is never a light sleep (it scans)
-            return lambda: _ble_counter(cls, s, clock)
-        raise BoardError("driver %r has no bus rule" % name)
+            return lambda: cls(pin, clock, **kw)
+        # ble: the chip's own radio, no bus; its clock is never a light sleep (it scans)
+        return lambda: _ble_counter(cls, kw, clock)
 
     def slots(self, clock, nap=None):
         """A sampler slot for every sensor the board file lists, plus the battery. I2C drivers wait on `nap` (a
-        clock whose sleep_ms is a light sleep on a board that deep-sleeps; default `clock`)."""
+        clock whose sleep_ms is a light sleep on a board that deep-sleeps; default `clock`). A sensors entry the
+        firmware cannot build as written (driver, option, wiring) is a BoardError that names the file and the entry;
+        a sensor that does not answer is an Absent, tried again at every read."""
         out = []
-        for s in self.board.get("sensors", ()):
-            name = _ALIAS.get(s["driver"], s["driver"])
-            make = self._maker(name, s, clock, nap or clock)
+        sensors = self.board.get("sensors", ())
+        name = self.board.get("name")
+        for i in range(len(sensors)):
+            s = sensors[i]
+            where = "board file %s%s: sensors[%d]" % (BOARD_FILE, " (%s)" % name if name else "", i)
+            row, kw = check(s, where)
+            make = self._maker(row, s, kw, clock, nap or clock)
+            cls = _driver_class(row)[1]
             try:
                 drv = make()
             except (SensorError, OSError) as e:
-                drv = Absent(name, make, e, getattr(_driver_class(name)[1], "keeps_count_in_ram", False))
-            warm = getattr(drv, "warmup_ms", 0) or getattr(_driver_class(name)[1], "warmup_ms", 0)
+                drv = Absent(row[_NAME], channels(s, row), make, e, getattr(cls, "keeps_count_in_ram", False))
+            except ValueError as e:  # the driver refused its options (qmc5883l: leave_lsb not below enter_lsb)
+                raise BoardError("%s (%s): %s" % (where, row[_NAME], e))
+            warm = getattr(drv, "warmup_ms", 0) or getattr(cls, "warmup_ms", 0)
             out.append(Slot(drv, every=s.get("every", 1), warmup_ms=warm, reads=s.get("reads", 1),
                             spacing_ms=s.get("spacing_ms", 1000)))
         b = self.board.get("battery")
@@ -218,7 +308,7 @@ class Hardware:
             en = b.get("enable")
             if en:
                 self.machine.Pin(en["pin"], self.machine.Pin.OUT, value=en.get("active", 1))
-            cls = _driver_class("battery")[1]
+            cls = _driver_class(_row("battery"))[1]
             adc = self.machine.ADC(self.machine.Pin(b["adc"]))
             if hasattr(adc, "atten"):
                 adc.atten(3)  # 11 dB: pin range up to about 3.1 V

@@ -408,7 +408,7 @@ class StaOutput:
         return ("Sensors", f"name eq {_quote(name)}", body, self._sensors, name)
 
     def _model(self, thing: dict, channel: str) -> tuple[str, str, str]:
-        from cnode.board import _ALIAS, _CHANNELS
+        from cnode.board import _ALIAS, channels
 
         from .boards import BoardError, get_board
 
@@ -420,7 +420,7 @@ class StaOutput:
                 sensors = []
             for s in sensors:
                 drv = _ALIAS.get(s["driver"], s["driver"])
-                if channel in _CHANNELS.get(drv, ()) or s.get("channel") == channel:
+                if channel in channels(s) or s.get("channel") == channel:
                     base = SENSORS.get(drv, (drv, "", ""))
                     return (s.get("model", base[0]), s.get("maker", base[1]), s.get("datasheet", base[2]))
             if channel == "battery":
