@@ -3,6 +3,7 @@ document lists every command and option there is: `make cli-doc` rewrites it, an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -43,9 +44,24 @@ def _option(a: argparse.Action) -> tuple[str, str]:
                 "{" + ",".join(map(str, a.choices)) + "}" if a.choices else a.dest.upper())
             name += f" {meta}"
     help = a.help or ""
-    if a.default not in (None, False, argparse.SUPPRESS) and a.nargs != 0 and a.option_strings and "%(default)" not in help:
-        help += f" (default: {a.default})"
-    return name, help.replace("%(default)s", str(a.default))
+    default = _shown(a.default)
+    if a.default not in (None, False, argparse.SUPPRESS) and a.nargs != 0 and a.option_strings and "default" not in help:
+        help += f" (default: {default})"
+    return name, help.replace("%(default)s", default)
+
+
+def _shown(value) -> str:
+    """A default as the reference shows it: a path inside the checkout relative to it (the same on every machine)."""
+    text = str(value)
+    if os.path.isabs(text):
+        root = Path(__file__).resolve()
+        while root.parent != root and not (root / "pyproject.toml").exists():
+            root = root.parent
+        try:
+            return str(Path(text).resolve().relative_to(root))
+        except ValueError:
+            return text
+    return text
 
 
 def markdown() -> str:
