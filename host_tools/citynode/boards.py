@@ -195,6 +195,9 @@ def _parse(raw: dict, path: Path) -> Board:
                 raise ValueError(f"{where}.uart: UART {uid} is not in uarts")
         elif bus == "pin":
             s["pin"] = _gpio(_need(s, "pin", (int, str), where), chip, f"{where}.pin")
+        from cnode.board import check  # the node's own check: driver, bus, options (a BoardError is a ValueError)
+
+        check(s, where)
         sensors.append(s)
 
     battery = dict(_need(raw, "battery", dict, ""))
