@@ -49,16 +49,20 @@ class Encoder:
         self.nch = nch
         self.maxn = max_samples if max_samples < 256 else 255
         self.maxf = max_flags
-        self.t = array("i", bytearray(4 * self.maxn))
+        # int arrays of one size are copied from one block of zeros: a block each left a hole beside every
+        # array, too small for the next one (the simulated node then needed 126K of heap, now 124K)
+        z = bytearray(4 * self.maxn)
+        self.t = array("i", z)
         # one small array per channel rather than one large block: it fits a fragmented heap
-        self.v = [array("i", bytearray(4 * self.maxn)) for _ in range(nch)]
+        self.v = [array("i", z) for _ in range(nch)]
         self.p = [bytearray(self.maxn) for _ in range(nch)]
         self.fl = array("i", bytearray(4 * (3 * max_flags)))
         self.rc = array("i", bytearray(4 * (nch * _NK)))
         self.tc = array("i", bytearray(4 * _NK))
-        self.cnt = array("i", bytearray(4 * nch))
-        self.last = array("i", bytearray(4 * nch))
-        self.fcost = array("i", bytearray(4 * nch))  # len5 cost of each channel's first value
+        z = bytearray(4 * nch)
+        self.cnt = array("i", z)
+        self.last = array("i", z)
+        self.fcost = array("i", z)  # len5 cost of each channel's first value
         self.take = bytearray(nch)  # scratch: channels the offered sample brings
         self.buf = bytearray(LIMIT_MAX + 16)
         self.w = BitWriter(self.buf)
