@@ -1,5 +1,9 @@
-# The one place that turns a board file (boards/*.json, kept on the node as /board.json) into buses, sensors
-# and a radio. Everything else receives these objects; only this module and main.py touch `machine`.
+# A board file (boards/*.json, kept on the node as /board.json) made into buses, pins, sensors and the AT modem's
+# UART. Who uses `machine`, and for what: this module and cnode.loraradio build buses and pins (I2C, UARTs, ADC,
+# sensor and power-rail pins here; the radio chip's SPI and pins there), cnode.boardrev reads pins and the ADC to
+# tell board revisions apart in the self-test, and cnode.runner uses it for the board's life (watchdog, RTC,
+# reset cause, reset, light and deep sleep); main.py imports it and hands it to cnode.runner. Drivers never
+# import or receive it: they get ready buses and pins and a clock.
 import json
 
 from micropython import const
@@ -258,6 +262,13 @@ class Hardware:
                 self.pmic.rails(lora=False, gps=False)
             except OSError:
                 pass
+
+    def modem_uart(self, r):
+        """The UART to the board's AT-command LoRaWAN modem (`r`: the radio section, type lora-e5 or rak3172): at the
+        section's baud or the modem's factory default, with room for a downlink line (about 500 B)."""
+        p = r.get("pins", {})
+        return self.machine.UART(r.get("uart", 2), r.get("baud", 9600 if r.get("type") == "lora-e5" else 115200),
+                                 tx=p["tx"], rx=p["rx"], timeout=0, rxbuf=1024)
 
     def _maker(self, row, s, kw, clock, nap):
         """fn() that builds the driver of a checked sensors entry on its bus, with the entry's options `kw`."""

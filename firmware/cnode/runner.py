@@ -1,6 +1,8 @@
 # The node's main loop on a board: board file + settings + keys -> sensors, link, queue, node; then wake,
-# cycle, obey downlinks, feed the watchdog, sleep. main.py calls main(machine, time). Never imports citynode:
-# a simulation hands Runner its hardware (and, for the API-level radio, its link).
+# cycle, obey downlinks, feed the watchdog, sleep. main.py calls main(machine, time). Buses and pins come from
+# cnode.board (and the radio's from cnode.loraradio); `machine` is used here for the board's life only: watchdog,
+# RTC, reset cause, reset, light and deep sleep. Never imports citynode: a simulation hands Runner its hardware
+# (and, for the API-level radio, its link).
 import gc
 import os
 
@@ -40,19 +42,18 @@ def nvs(namespace):
         return NVS(namespace)
 
 
-def make_link(board, machine, clock, keys, cfg, log):
-    """The uplink the board has: a LoRa radio under our MAC, an AT modem, or WiFi + MQTT."""
-    r = board.get("radio") or {}
+def make_link(hw, clock, keys, cfg, log):
+    """The uplink the board has (`hw`: its cnode.board.Hardware): a LoRa radio under our MAC, an AT modem, or
+    WiFi + MQTT."""
+    r = hw.board.get("radio") or {}
     kind = r.get("type", "")
     dev_eui, join_eui, app_key = keys.get("dev_eui"), keys.get("join_eui"), keys.get("app_key")
     if kind in ("sx1276", "sx1262"):
         from cnode.loraradio import radio
 
-        return lora_mac(radio(r, machine), clock, cfg, dev_eui, join_eui, app_key)
+        return lora_mac(radio(r, hw.machine), clock, cfg, dev_eui, join_eui, app_key)
     if kind in ("lora-e5", "rak3172"):
-        pins = r.get("pins", {})
-        uart = machine.UART(r.get("uart", 2), r.get("baud", 9600 if kind == "lora-e5" else 115200),
-                            tx=pins["tx"], rx=pins["rx"], timeout=0, rxbuf=1024)  # a downlink line is ~500 B
+        uart = hw.modem_uart(r)
         if kind == "lora-e5":
             from cnode.atmodem.lorae5 import LoRaE5 as Modem
         else:
@@ -101,7 +102,7 @@ class Runner:
             self.node = None
             return
         gc.collect()
-        self.link = link if link is not None else make_link(board, machine, clock, self.keys, self.cfg, log)
+        self.link = link if link is not None else make_link(self.hw, clock, self.keys, self.cfg, log)
         gc.collect()
         try:
             fs.mkdir(root + "/q")
