@@ -6,7 +6,8 @@
 #         n>1: all-present (1), else n presence bits | len5(zigzag(first - ref)) |
 #         more than one value: k (4) + rice_k(zigzag(v_i - v_{i-1})) over the present values
 #   flags: flat [sample index, channel id, flag bits, ...], only when some reading carries flags
-# Memory: every buffer is allocated in __init__; add() and finish() allocate nothing for ids < 30.
+# Memory: every buffer is allocated in __init__; add() and finish() allocate nothing for ids < 30 (their parts
+# return one small int each, never a tuple).
 from array import array
 
 from micropython import const
@@ -85,26 +86,7 @@ class Encoder:
         for i in range(_NK):
             self.tc[i] = 0
 
-    def _min_rc(self, c, z):
-        # smallest Rice cost of channel c's deltas with one more delta z (z < 0: none more)
-        base = c * _NK
-        best = 0x3FFFFFFF
-        for k in range(_NK):
-            x = self.rc[base + k] + (rice_cost(z, k) if z >= 0 else 0)
-            if x < best:
-                best = x
-        return best
-
-    def _size(self, n, tbits, chbits, maxid, nflags, fbytes):
-        # frame bytes for n samples given the bit counts of the header and of the channel blocks
-        nbytes = (tbits + chbits + 7) >> 3
-        size = 2 + (2 if nbytes >= 24 else 1) + nbytes
-        if maxid >= 0:
-            size += 1 if maxid < 4 else (2 if maxid < 8 else (3 if maxid < 16 else (5 if maxid < 32 else 9)))
-        if nflags:
-            size += _uint_size(nflags * 3) + fbytes
-        return size
-
+    # --- add(): what one more sample costs, and whether it fits ---------------------------------------
     def add(self, t, vals, flags=None, start=0):
         """Offer the sample (t, vals) from channel index `start` on.
 
@@ -113,12 +95,8 @@ class Encoder:
         takes part of a sample, so a sample too large for any one frame is split across frames by channel.
         """
         n = self.n
-        nch = self.nch
         if self.closed or n >= self.maxn:
             return start
-        # time header for n+1 samples
-        tbits = 32 + eg_cost(n, 0)
-        regular = self.regular
         d = 0
         if n:
             d = t - self.t[n - 1]
@@ -126,73 +104,64 @@ class Encoder:
                 raise ValueError("sample time goes backwards")
             if d > _VALUE_MAX:
                 raise ValueError("gap between samples too long")
-            if n == 1:
-                regular = True
-            elif d != self.dt:
-                regular = False
+        regular = n == 1 or (self.regular and (n == 0 or d == self.dt))  # every gap the same
+        stop = self._take_channels(vals, flags, start, self._time_bits(d, regular))
+        if stop < 0:
+            return start
+        self._commit(t, d, regular, vals, flags, start, stop)
+        if stop < self.nch:
+            self.closed = True
+        return stop
+
+    def _time_bits(self, d, regular):
+        # bits of the time header for n+1 samples, the last d after the one before
+        n = self.n
+        tbits = 32 + eg_cost(n, 0)
+        if n:
             if regular:
                 tbits += 1 + eg_cost(d if n == 1 else self.dt, 6)
             else:
-                best = 0x3FFFFFFF
-                for k in range(_NK):
-                    x = self.tc[k] + rice_cost(d, k)
-                    if x < best:
-                        best = x
-                tbits += 1 + 4 + best
-        # channel blocks for n+1 samples
+                tbits += 1 + 4 + _best_rice(self.tc, 0, d)
+        return tbits
+
+    def _take_channels(self, vals, flags, start, tbits):
+        # Costs the channel blocks for n+1 samples (tbits: the time header's) and marks in self.take the
+        # channels taken with a value. Returns the index of the first channel not taken (nch: all), or -1 when
+        # the sample does not fit a frame that holds samples. An empty frame takes channels one by one while
+        # they fit, a flag on a missing value too.
+        n = self.n
+        nch = self.nch
         chbits = 0
         maxid = -1
         nflags = self.nf
-        fbytes = 0
-        for i in range(self.nf):
-            fbytes += _uint_size(self.fl[3 * i]) + _uint_size(self.fl[3 * i + 1]) + _uint_size(self.fl[3 * i + 2])
-        partial = n == 0
+        fl = self.fl
+        fbytes = 0  # CBOR bytes of the flags
+        for i in range(nflags):
+            fbytes += _flag_size(fl[3 * i], fl[3 * i + 1], fl[3 * i + 2])
         ntake = 0
         last = -1  # the last channel taken with a value (an empty frame's)
         for c in range(nch):
             v = vals[c] if c >= start else None
-            cnt = self.cnt[c]
-            cb = 0
             self.take[c] = 0
-            if v is not None:
-                r = v - self.refs[c] if cnt == 0 else v - self.last[c]
-                if r > _VALUE_MAX or r < -_VALUE_MAX:
-                    raise ValueError("value out of the format's range")
-                z = zigzag(r)
-                if cnt == 0:
-                    cb = len5_cost(z)
-                else:
-                    cb = self.fcost[c] + 4 + self._min_rc(c, z)
-                cnt += 1
-            elif cnt:
-                cb = self.fcost[c] + (4 + self._min_rc(c, -1) if cnt > 1 else 0)
-            if cnt:
-                if n:
-                    cb += 1
-                if cnt < n + 1:
-                    cb += n + 1
-            fb = 0
+            cb = self._block_bits(c, v)
             f = flags[c] if (flags is not None and c >= start) else 0
-            if f:
-                fb = _uint_size(n) + _uint_size(self.ids[c]) + _uint_size(f)
-            if partial and (v is not None or f):
-                # an empty frame takes channels one by one while they fit (a flag on a missing value too)
-                if nflags + (1 if f else 0) > self.maxf or self._size(
-                        1, tbits, chbits + cb, self.ids[c] if v is not None else maxid, nflags + (1 if f else 0),
-                        fbytes + fb) > self.limit:
-                    if v is None and last >= 0:
-                        # a flag on a missing value does not fit: if no value follows it in this sample, the
-                        # next frame would hold flags alone (an empty channel mask, which no decoder takes),
-                        # so the last value taken goes to the next frame with them
-                        j = c + 1
-                        while j < nch and vals[j] is None:
-                            j += 1
-                        if j == nch:
-                            c = last
-                            ntake -= 1
-                    break
+            fb = _flag_size(n, self.ids[c], f) if f else 0
+            if n == 0 and (v is not None or f) and not self._fits(
+                    tbits, chbits + cb, self.ids[c] if v is not None else maxid, nflags + (1 if f else 0),
+                    fbytes + fb):
+                if v is None and last >= 0:
+                    # a flag on a missing value does not fit: if no value follows it in this sample, the
+                    # next frame would hold flags alone (an empty channel mask, which no decoder takes),
+                    # so the last value taken goes to the next frame with them
+                    j = c + 1
+                    while j < nch and vals[j] is None:
+                        j += 1
+                    if j == nch:
+                        c = last
+                        ntake -= 1
+                break
             chbits += cb
-            if cnt:
+            if v is not None or self.cnt[c]:
                 maxid = self.ids[c]
             if f:
                 nflags += 1
@@ -203,16 +172,47 @@ class Encoder:
                 last = c
         else:
             c = nch
-        stop = c
-        if partial:
-            if ntake == 0 and stop < nch:
+        if n == 0:
+            if ntake == 0 and c < nch:
                 raise ValueError("one reading is larger than the frame limit")
-        elif nflags > self.maxf or self._size(n + 1, tbits, chbits, maxid, nflags, fbytes) > self.limit:
-            return start
-        self._commit(t, d, regular, vals, flags, start, stop)
-        if stop < nch:
-            self.closed = True
-        return stop
+            return c
+        return c if self._fits(tbits, chbits, maxid, nflags, fbytes) else -1
+
+    def _block_bits(self, c, v):
+        # bits of channel c's block for n+1 samples, the last one's value v (None: none)
+        n = self.n
+        cnt = self.cnt[c]
+        if v is not None:
+            r = v - self.refs[c] if cnt == 0 else v - self.last[c]
+            if r > _VALUE_MAX or r < -_VALUE_MAX:
+                raise ValueError("value out of the format's range")
+            z = zigzag(r)
+            if cnt == 0:
+                cb = len5_cost(z)
+            else:
+                cb = self.fcost[c] + 4 + _best_rice(self.rc, c * _NK, z)
+            cnt += 1
+        elif cnt:
+            cb = self.fcost[c] + (4 + _best_rice(self.rc, c * _NK, -1) if cnt > 1 else 0)
+        else:
+            return 0
+        if n:
+            cb += 1  # all-present bit
+        if cnt < n + 1:
+            cb += n + 1  # presence bits
+        return cb
+
+    def _fits(self, tbits, chbits, maxid, nflags, fbytes):
+        # whether a frame of these bit counts, highest channel id and flags is within the flag and size limits
+        if nflags > self.maxf:
+            return False
+        nbytes = (tbits + chbits + 7) >> 3
+        size = 2 + (2 if nbytes >= 24 else 1) + nbytes  # array head, version, byte-string head, bits
+        if maxid >= 0:
+            size += 1 + _mask_width(maxid)
+        if nflags:
+            size += _uint_size(nflags * 3) + fbytes
+        return size <= self.limit
 
     def _commit(self, t, d, regular, vals, flags, start, stop):
         n = self.n
@@ -249,42 +249,56 @@ class Encoder:
                 self.nf += 1
         self.n = n + 1
 
+    # --- finish(): the frame, part by part ------------------------------------------------------------
     def finish(self):
         """Write the frame into self.buf; returns its length (0 for an empty frame)."""
-        n = self.n
-        if n == 0:
+        if self.n == 0:
             return 0
-        nch = self.nch
         buf = self.buf
         for i in range(len(buf)):
             buf[i] = 0
         buf[0] = 0x84 if self.nf else 0x83
         buf[1] = VERSION
-        # channel mask as a CBOR unsigned integer, written byte by byte (no big ints)
-        maxid = 0
-        for c in range(nch):
-            if self.cnt[c]:
-                maxid = self.ids[c]
-        width = 0 if maxid < 4 else (1 if maxid < 8 else (2 if maxid < 16 else (4 if maxid < 32 else 8)))
-        pos = 2
-        if width == 0:
-            for c in range(nch):
-                if self.cnt[c]:
-                    buf[pos] |= 1 << self.ids[c]
-            pos += 1
-        else:
-            buf[pos] = 0x18 if width == 1 else (0x19 if width == 2 else (0x1A if width == 4 else 0x1B))
-            pos += 1
-            for c in range(nch):
-                if self.cnt[c]:
-                    cid = self.ids[c]
-                    buf[pos + width - 1 - (cid >> 3)] |= 1 << (cid & 7)
-            pos += width
+        head = self._put_mask(2)
         # the bit stream, after a byte-string head we fill in once its length is known
-        head = pos
         w = self.w
         w.pos = (head + 2) * 8
-        start = w.pos
+        self._put_time(w)
+        for c in range(self.nch):
+            if self.cnt[c]:
+                self._put_block(w, c)
+        pos = self._put_bytes_head(head, (w.pos - (head + 2) * 8 + 7) >> 3)
+        if self.nf:
+            pos = self._put_flags(pos)
+        if pos > self.limit:
+            raise ValueError("frame over its limit")  # a bug, never bad input
+        return pos
+
+    def _put_mask(self, pos):
+        # the channel mask as a CBOR unsigned integer at buf[pos], written byte by byte (no big ints);
+        # returns the position after it
+        buf = self.buf
+        maxid = 0
+        for c in range(self.nch):
+            if self.cnt[c]:
+                maxid = self.ids[c]
+        width = _mask_width(maxid)
+        if width == 0:
+            for c in range(self.nch):
+                if self.cnt[c]:
+                    buf[pos] |= 1 << self.ids[c]
+            return pos + 1
+        buf[pos] = 0x18 if width == 1 else (0x19 if width == 2 else (0x1A if width == 4 else 0x1B))
+        pos += 1
+        for c in range(self.nch):
+            if self.cnt[c]:
+                cid = self.ids[c]
+                buf[pos + width - 1 - (cid >> 3)] |= 1 << (cid & 7)
+        return pos + width
+
+    def _put_time(self, w):
+        # t0, the sample count, then the gaps: regular (1) and eg6(dt), or k (4) and rice_k of each gap
+        n = self.n
         t0 = self.t[0]
         w.bits(t0 >> 16, 16)
         w.bits(t0 & 0xFFFF, 16)
@@ -299,53 +313,77 @@ class Encoder:
                 w.bits(k, 4)
                 for i in range(1, n):
                     w.rice(self.t[i] - self.t[i - 1], k)
-        for c in range(nch):
-            cnt = self.cnt[c]
-            if not cnt:
+
+    def _put_block(self, w, c):
+        # channel c's block: presence, the first value against the channel's ref, then k and the deltas
+        n = self.n
+        cnt = self.cnt[c]
+        pc = self.p[c]
+        vc = self.v[c]
+        if n > 1:
+            if cnt == n:
+                w.bits(1, 1)
+            else:
+                w.pos += 1
+                for i in range(n):
+                    w.bits(pc[i], 1)
+        prev = 0
+        k = _argmin(self.rc, c * _NK) if cnt > 1 else 0
+        first = True
+        for i in range(n):
+            if not pc[i]:
                 continue
-            pc = self.p[c]
-            vc = self.v[c]
-            if n > 1:
-                if cnt == n:
-                    w.bits(1, 1)
-                else:
-                    w.pos += 1
-                    for i in range(n):
-                        w.bits(pc[i], 1)
-            prev = 0
-            k = _argmin(self.rc, c * _NK) if cnt > 1 else 0
-            first = True
-            for i in range(n):
-                if not pc[i]:
-                    continue
-                v = vc[i]
-                if first:
-                    w.len5(zigzag(v - self.refs[c]))
-                    if cnt > 1:
-                        w.bits(k, 4)
-                    first = False
-                else:
-                    w.rice(zigzag(v - prev), k)
-                prev = v
-        nbytes = (w.pos - start + 7) >> 3
+            v = vc[i]
+            if first:
+                w.len5(zigzag(v - self.refs[c]))
+                if cnt > 1:
+                    w.bits(k, 4)
+                first = False
+            else:
+                w.rice(zigzag(v - prev), k)
+            prev = v
+
+    def _put_bytes_head(self, head, nbytes):
+        # the byte-string head at buf[head] for the nbytes of bits written from head + 2; returns the end
+        buf = self.buf
         if nbytes < 24:
             # one-byte head: move the stream one byte left
             buf[head] = 0x40 + nbytes
             for i in range(nbytes):
                 buf[head + 1 + i] = buf[head + 2 + i]
             buf[head + 1 + nbytes] = 0
-            pos = head + 1 + nbytes
-        else:
-            buf[head] = 0x58
-            buf[head + 1] = nbytes
-            pos = head + 2 + nbytes
-        if self.nf:
-            pos = _put_uint(buf, pos, 0x80, self.nf * 3)
-            for i in range(self.nf * 3):
-                pos = _put_uint(buf, pos, 0, self.fl[i])
-        if pos > self.limit:
-            raise ValueError("frame over its limit")  # a bug, never bad input
+            return head + 1 + nbytes
+        buf[head] = 0x58
+        buf[head + 1] = nbytes
+        return head + 2 + nbytes
+
+    def _put_flags(self, pos):
+        # the flat flag array [sample index, channel id, flag bits, ...] at buf[pos]; returns the end
+        buf = self.buf
+        pos = _put_uint(buf, pos, 0x80, self.nf * 3)
+        for i in range(self.nf * 3):
+            pos = _put_uint(buf, pos, 0, self.fl[i])
         return pos
+
+
+def _mask_width(maxid):
+    # bytes of the channel mask after its CBOR head byte (0: the mask fits in the head)
+    return 0 if maxid < 4 else (1 if maxid < 8 else (2 if maxid < 16 else (4 if maxid < 32 else 8)))
+
+
+def _flag_size(i, cid, f):
+    # CBOR bytes of one flag entry: sample index, channel id, flag bits
+    return _uint_size(i) + _uint_size(cid) + _uint_size(f)
+
+
+def _best_rice(costs, base, z):
+    # smallest of costs[base + k] + rice_cost(z, k) over k (z < 0: no term added)
+    best = 0x3FFFFFFF
+    for k in range(_NK):
+        x = costs[base + k] + (rice_cost(z, k) if z >= 0 else 0)
+        if x < best:
+            best = x
+    return best
 
 
 def _argmin(costs, base):
