@@ -16,7 +16,7 @@ from binascii import hexlify, unhexlify
 from micropython import const
 
 from cnode.atmodem import EU868_MAX_PAYLOAD, AtLink, LinkTimeout, ModemBusy, ModemError, cmd_name
-from cnode.lorawan import DutyCycleError, JoinFailed, NotJoined, PayloadTooLong
+from cnode.lorawan import DutyCycleError, JoinFailed, NotJoined, PayloadTooLong, check_uplink
 
 JOIN_RETRY_MS = const(10000)  # between two failed join requests (the E5 sends one per AT+JOIN)
 _JOIN_MS = const(20000)  # "+JOIN: Done" after a request: join-accept windows 5 s / 6 s, plus margin
@@ -147,81 +147,78 @@ class LoRaE5(AtLink):
         """Send one uplink (AT+MSGHEX, or AT+CMSGHEX when confirmed) and wait for its Done. Returns True, or for a
         confirmed uplink whether "ACK Received" came. Afterwards .downlink is (port, bytes) or None. Raises
         NotJoined, PayloadTooLong, DutyCycleError (.wait_ms), LinkTimeout, ModemBusy, ModemError."""
-        if not self.joined:
-            raise NotJoined("join first")
-        if not 1 <= port <= 223:
-            raise ValueError("FPort must be 1..223")
         n = len(data)
-        limit = self.max_payload()
-        if n > limit:
-            raise PayloadTooLong("%d B > %d B at DR%d" % (n, limit, self.dr))
+        check_uplink(self, port, n)
         if port != self._port:
             self.command("AT+PORT=%d" % port, "PORT")
             self._port = port
         name = "CMSGHEX" if confirmed else "MSGHEX"
-        tag = "+" + name + ":"
-        cmd = "AT+" + name + '="'
         tail = hexlify(data).upper() + b'"'
         wait = _CONFIRMED_MS if confirmed else _SEND_MS
-        at = self.at
         back = self.busy_backoff_ms
         k = 0
-        while True:
-            self.downlink = None
-            self.acked = False
-            at.drain()
-            at.write(cmd, tail)
-            busy = False
-            while True:
-                line = at.readline(wait)
-                if line is None:
-                    raise LinkTimeout("AT+%s: no Done in %d ms" % (name, wait))
-                if not line.startswith(tag):
-                    continue
-                rest = line[len(tag):].strip()
-                if rest == "Done":
-                    break
-                if rest.startswith("ACK Received"):
-                    self.acked = True
-                elif rest.startswith("PORT:"):
-                    self._rx(rest)
-                elif rest.startswith("RXWIN"):
-                    i = rest.find("RSSI ")
-                    if i > 0:
-                        try:
-                            self.rssi = int(rest[i + 5:rest.find(",", i)])
-                        except ValueError:
-                            pass
-                elif rest.startswith(_BUSY):
-                    busy = True
-                    break
-                elif rest.startswith("Please join network first"):
-                    self.joined = False
-                    raise NotJoined("AT+%s: modem has no session" % name)
-                elif rest.startswith("Length error"):
-                    self._dr_ok = False  # the DR fell (ADR back-off): ask again before the next frame
-                    raise PayloadTooLong("AT+%s: %s (%d B sent)" % (name, rest, n))
-                elif rest.startswith("No band in"):
-                    ms = rest[10:].strip()
-                    if ms.endswith("ms"):
-                        ms = ms[:-2]
-                    try:
-                        w = int(ms)
-                    except ValueError:
-                        w = -1
-                    raise DutyCycleError("AT+%s: duty cycle: wait %d ms" % (name, w), w)
-                elif (rest.startswith("No free channel") or rest.startswith("DR error")
-                      or rest.startswith("ERROR")):
-                    raise ModemError("AT+%s: %s" % (name, rest), rest)
-            if busy:
-                self._busy(k, back, "AT+" + name)
-                back *= 2
-                k += 1
-                continue
-            break
+        while self._attempt(name, tail, wait, n):  # busy: again after a back-off that doubles
+            self._busy(k, back, "AT+" + name)
+            back *= 2
+            k += 1
         self._dr_ok = False
         self.sent += 1
         return self.acked if confirmed else True
+
+    def _attempt(self, name, tail, wait, n):
+        """One AT+<name>="<tail> and the modem's lines up to its Done: False then, True if it answered busy."""
+        at = self.at
+        tag = "+" + name + ":"
+        self.downlink = None
+        self.acked = False
+        at.drain()
+        at.write("AT+" + name + '="', tail)
+        while True:
+            line = at.readline(wait)
+            if line is None:
+                raise LinkTimeout("AT+%s: no Done in %d ms" % (name, wait))
+            if not line.startswith(tag):
+                continue
+            rest = line[len(tag):].strip()
+            if rest == "Done":
+                return False
+            if self._event(rest, name, n):
+                return True
+
+    def _event(self, rest, name, n):
+        """One "+<name>: " line of an uplink of n bytes before its Done: True if the modem is busy; a refusal
+        raises NotJoined, PayloadTooLong, DutyCycleError or ModemError."""
+        if rest.startswith("ACK Received"):
+            self.acked = True
+        elif rest.startswith("PORT:"):
+            self._rx(rest)
+        elif rest.startswith("RXWIN"):
+            i = rest.find("RSSI ")
+            if i > 0:
+                try:
+                    self.rssi = int(rest[i + 5:rest.find(",", i)])
+                except ValueError:
+                    pass
+        elif rest.startswith(_BUSY):
+            return True
+        elif rest.startswith("Please join network first"):
+            self.joined = False
+            raise NotJoined("AT+%s: modem has no session" % name)
+        elif rest.startswith("Length error"):
+            self._dr_ok = False  # the DR fell (ADR back-off): ask again before the next frame
+            raise PayloadTooLong("AT+%s: %s (%d B sent)" % (name, rest, n))
+        elif rest.startswith("No band in"):
+            ms = rest[10:].strip()
+            if ms.endswith("ms"):
+                ms = ms[:-2]
+            try:
+                w = int(ms)
+            except ValueError:
+                w = -1
+            raise DutyCycleError("AT+%s: duty cycle: wait %d ms" % (name, w), w)
+        elif rest.startswith("No free channel") or rest.startswith("DR error") or rest.startswith("ERROR"):
+            raise ModemError("AT+%s: %s" % (name, rest), rest)
+        return False
 
     def _rx(self, rest):
         # PORT: 3; RX: "0102"

@@ -15,7 +15,7 @@ from binascii import hexlify, unhexlify
 from micropython import const
 
 from cnode.atmodem import EU868_MAX_PAYLOAD, AtLink, LinkTimeout, ModemBusy, ModemError, cmd_name
-from cnode.lorawan import JoinFailed, NotJoined, PayloadTooLong
+from cnode.lorawan import JoinFailed, NotJoined, PayloadTooLong, check_uplink
 
 JOIN_INTERVAL_S = const(10)  # AT+JOIN re-attempt interval (the manual's example 1:0:10:8)
 _JOIN_EVENT_MS = const(15000)  # join-accept windows 5 s / 6 s after a request of up to 1.5 s (SF12), plus margin
@@ -125,14 +125,8 @@ class RAK3172(AtLink):
         """Send one uplink and wait for its end event. Returns True, or for a confirmed uplink whether the network
         acknowledged it. Afterwards .downlink is (port, bytes) or None. Raises NotJoined, PayloadTooLong,
         LinkTimeout, ModemBusy, ModemError; ValueError for a port outside 1..223."""
-        if not self.joined:
-            raise NotJoined("join first")
-        if not 1 <= port <= 223:
-            raise ValueError("FPort must be 1..223")
         n = len(data)
-        limit = self.max_payload()
-        if n > limit:
-            raise PayloadTooLong("%d B > %d B at DR%d" % (n, limit, self.dr))
+        check_uplink(self, port, n)
         cfm = 1 if confirmed else 0
         if cfm != self._cfm:
             self.command("AT+CFM=%d" % cfm)

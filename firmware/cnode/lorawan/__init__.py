@@ -1,4 +1,5 @@
-# cnode.lorawan: a LoRaWAN 1.0.4 Class A MAC for EU868 in pure MicroPython, and the errors it raises.
+# cnode.lorawan: a LoRaWAN 1.0.4 Class A MAC for EU868 in pure MicroPython, the errors it raises, and the
+# checks every link makes before an uplink (check_uplink).
 #
 # Modules: cmac (RFC 4493 AES-CMAC), crypto (frame keys, MIC, payload cipher), region (EU868 tables,
 # time on air, duty cycle), store (persistence interface), maccmd (MAC commands), mac (the MAC itself).
@@ -38,3 +39,15 @@ class JoinFailed(LoRaWANError):
 
 class PayloadTooLong(LoRaWANError):
     """The application payload does not fit the current data rate (see Mac.max_payload())."""
+
+
+def check_uplink(link, port, n):
+    """What every link (Mac, the AT modems) checks before an uplink of n bytes on FPort `port`: a session, the
+    port, and the size at link.max_payload(). Raises NotJoined, ValueError or PayloadTooLong."""
+    if not link.joined:
+        raise NotJoined("join first")
+    if not 1 <= port <= 223:
+        raise ValueError("FPort must be 1..223")
+    limit = link.max_payload()
+    if n > limit:
+        raise PayloadTooLong("%d B > %d B at DR%d" % (n, limit, link.dr))

@@ -4,8 +4,7 @@ import struct
 
 from micropython import const
 
-from . import (DutyCycleError, FrameError, JoinFailed, LoRaWANError, MICError, NotJoined, PayloadTooLong,
-               ReplayError)
+from . import DutyCycleError, FrameError, JoinFailed, LoRaWANError, MICError, ReplayError, check_uplink
 from . import crypto
 from . import maccmd
 from . import region as R
@@ -570,19 +569,25 @@ class Mac:
         """Send one uplink and run its receive windows. Raises NotJoined, PayloadTooLong, or DutyCycleError
         (with .wait_ms) when no channel is free within wait_ms (then nothing was sent and no FCnt used).
         Afterwards: .acked (confirmed uplink acknowledged), .downlink ((port, bytes) or None), .rx_error."""
-        if not self.joined:
-            raise NotJoined("join first")
-        if not 1 <= port <= 223:
-            raise ValueError("FPort must be 1..223")
         n = len(data)
-        if n > self.max_payload():
-            raise PayloadTooLong("%d B > %d B at DR%d" % (n, self.max_payload(), self.dr))
-        c = self.adr_ack_cnt
+        check_uplink(self, port, n)
         dr = self.dr
-        buf = self._tx
-        fol = self._fopts(buf, 8)
+        fol = self._fopts(self._tx, 8)
         phy = 8 + fol + (1 + n if n else 0) + 4
         air_ms = (R.dr_airtime_us(dr, phy) + 999) // 1000
+        ch = self._channel_within(dr, air_ms, wait_ms)
+        self._frame(port, data, fol, confirmed)
+        self._answers_sent()
+        self.adr_ack_cnt += 1
+        self.downlink = None
+        self.acked = False
+        self.rx_error = None
+        self._repeat(ch, dr, phy, air_ms, confirmed)
+        self._adr_backoff()
+        return self.acked if confirmed else True
+
+    def _channel_within(self, dr, air_ms, wait_ms):
+        """A channel free now or, waited for, within wait_ms; DutyCycleError (.wait_ms) if there is none."""
         ch, wait = self._pick_channel(dr, air_ms, False)
         if ch < 0:
             if wait < 0 or wait > wait_ms:
@@ -591,10 +596,17 @@ class Mac:
             ch, wait = self._pick_channel(dr, air_ms, False)
             if ch < 0:
                 raise DutyCycleError("duty cycle: wait %d ms" % wait, wait)
+        return ch
+
+    def _frame(self, port, data, fol, confirmed):
+        """The data frame in self._tx behind its fol bytes of FOpts (written by _fopts): MHDR, FHDR with the next
+        FCntUp, FPort and the encrypted payload (none for an empty one), MIC."""
+        n = len(data)
+        buf = self._tx
         fcnt = self._next_fcnt()
         buf[0] = 0x80 if confirmed else 0x40
         struct.pack_into("<I", buf, 1, self.devaddr)
-        buf[5] = ((0x80 if self.adr else 0) | (0x40 if self.adr and c >= _ADR_ACK_LIMIT else 0)
+        buf[5] = ((0x80 if self.adr else 0) | (0x40 if self.adr and self.adr_ack_cnt >= _ADR_ACK_LIMIT else 0)
                   | (0x20 if self._ack_next else 0) | fol)
         struct.pack_into("<H", buf, 6, fcnt & 0xFFFF)
         p = 8 + fol
@@ -605,34 +617,36 @@ class Mac:
             crypto.crypt(self._app, 0, self.devaddr, fcnt, buf, p + 1, p + 1 + n)
             p += 1 + n
         struct.pack_into("<I", buf, p, crypto.mic(self._nwk, 0, self.devaddr, fcnt, buf, p))
-        a = self.store.get_blob("_ans") if self._nans or self._ack_next else None  # in flash too (parse_downlink)
-        if a is not None:  # going out now: flash keeps only what is still owed, the sticky ones
+
+    def _answers_sent(self):
+        """The answers in the frame are on their way: one-shot ones go out once, sticky ones stay until a downlink
+        arrives; flash keeps only what is still owed (parse_downlink wrote it there)."""
+        a = self.store.get_blob("_ans") if self._nans or self._ack_next else None
+        if a is not None:
             a = bytearray(a[:4])
             a[3] = 0
             self.store.set_blob("_ans", a)
             self.store.commit()
-        self._nans = 0  # one-shot answers go out once; sticky ones stay until a downlink arrives
+        self._nans = 0
         self._link_check = False
         self._ack_next = False
-        self.adr_ack_cnt = c + 1
-        self.downlink = None
-        self.acked = False
-        self.rx_error = None
+
+    def _repeat(self, ch, dr, phy, air_ms, confirmed):
+        """The frame on air nb_trans times at most, each with its receive windows, until a downlink (unconfirmed)
+        or the ACK (confirmed) comes; a repetition never breaks the duty cycle."""
         for t in range(self.nb_trans):
             if t:
                 if confirmed:  # 1.0.4 RETRANSMIT_TIMEOUT 1..3 s
                     self.clock.sleep_ms(1000 + self._rand(2000))
                 ch, wait = self._pick_channel(dr, air_ms, False)
                 if ch < 0:
-                    break  # repetitions never break the duty cycle
+                    break
             end_ticks, f = self._transmit(ch, dr, phy, False)
             got = self._rx_windows(end_ticks, f, ch, dr, False)
             if self.dirty:
                 self._save()
             if (got and not confirmed) or self.acked:
                 break
-        self._adr_backoff()
-        return self.acked if confirmed else True
 
     def _adr_backoff(self):
         """ADR back-off (4.3.1.1): after _ADR_ACK_LIMIT uplinks without a downlink the ADRACKReq bit is set;
