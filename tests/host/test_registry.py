@@ -175,7 +175,8 @@ def test_twenty_concurrent_processes_provision_1000_unique_identities(tmp_path):
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
-        assert err == ""
+        # a process that found the registry being written says that it waits, and nothing else
+        assert all(x.startswith("citynode: waiting for the registry lock on ") for x in err.splitlines()), err
     per_proc = [out.split() for out, _ in outs]
     assert all(len(x) == 50 for x in per_proc)  # every process got all of its identities
     printed = [e for x in per_proc for e in x]
