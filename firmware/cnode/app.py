@@ -239,19 +239,34 @@ class Node:
 
     def _send_one(self):
         """Build one frame from the oldest records and send it; True if it was sent."""
-        q = self.queue
-        enc = self.enc
         limit = self.link.max_payload()
         if limit < 32:
             limit = 32
+        last, taken, next_carry, full = self._fill(limit)
+        n = self.enc.finish()
+        if n == 0 or not self._transmit(n):
+            return False
+        if last:
+            self._sent(taken, full, limit, n, last)
+        else:
+            self.carry = next_carry
+        if self.pending:
+            self._oldest_from_queue()
+        self._handle_downlink()
+        return True
+
+    def _fill(self, limit):
+        """The encoder's frame (at most `limit` bytes) filled from the oldest records: (seq of the last record
+        taken whole or 0, records taken whole, the carry for a record sent in part, whether a record did not
+        fit). A record no frame can carry is dropped."""
+        q = self.queue
+        enc = self.enc
         enc.begin(limit)
         nch = enc.nch
         item = q.peek()
         last = 0
         taken = 0
         carry = self.carry
-        next_carry = 0
-        full = False  # a record did not fit: the frame holds all this DR allows
         while item is not None:
             seq, data = item
             try:
@@ -273,16 +288,15 @@ class Node:
                 taken += 1
                 item = q.peek_next()
                 continue
-            if taken == 0 and enc.n:  # the oldest record alone is bigger than a frame: send part of it
-                next_carry = stop
-            full = True
-            break
-        n = enc.finish()
-        if n == 0:
-            return False
+            # the oldest record alone is bigger than a frame: part of it goes, the rest from `stop` next time
+            return last, taken, stop if taken == 0 and enc.n else 0, True
+        return last, taken, 0, False
+
+    def _transmit(self, n):
+        """The frame's n bytes to the link; True if it went out (and, when confirmed, was acknowledged)."""
         try:
             self._persist(-1)  # a reset during the uplink resumes from here, its FCnt never reused
-            ok = self.link.send(_FPORT_DATA, memoryview(enc.buf)[:n], self.confirmed)
+            ok = self.link.send(_FPORT_DATA, memoryview(self.enc.buf)[:n], self.confirmed)
         except MemoryError:
             raise
         except Exception as e:  # DutyCycleError, NotJoined, radio errors: nothing acked, try later
@@ -294,21 +308,18 @@ class Node:
             self.errors += 1
             self._handle_downlink()
             return False
-        if last:
-            q.ack(last)
-            self.pending -= taken
-            if self.pending < 0:
-                self.pending = 0
-            # records a frame holds at this DR: known from a full frame; from a frame sent before it filled
-            # (latency), scaled from its size, so that one small frame does not make every later one small
-            self.fill_est = taken if full else max(taken, taken * limit // n)
-            self.carry = 0
-        else:
-            self.carry = next_carry
-        if self.pending:
-            self._oldest_from_queue()
-        self._handle_downlink()
         return True
+
+    def _sent(self, taken, full, limit, n, last):
+        """The `taken` records up to `last` went out in a frame of n bytes: acknowledged in the queue."""
+        self.queue.ack(last)
+        self.pending -= taken
+        if self.pending < 0:
+            self.pending = 0
+        # records a frame holds at this DR: known from a full frame; from a frame sent before it filled
+        # (latency), scaled from its size, so that one small frame does not make every later one small
+        self.fill_est = taken if full else max(taken, taken * limit // n)
+        self.carry = 0
 
     def _handle_downlink(self):
         dl = self.link.downlink
