@@ -15,7 +15,8 @@
 # frame -> FrameError; check code mismatch -> CRCError (values keep the last good reading).
 from micropython import const
 
-from cnode.drivers.errors import CRCError, SensorStuck, no_frame
+from cnode.drivers.errors import CRCError
+from cnode.drivers.uartsensor import UartSensor
 
 _START1 = const(0x42)
 _START2 = const(0x4D)
@@ -41,26 +42,22 @@ def command(buf, cmd, data):
     return buf
 
 
-class PMS5003:
+class PMS5003(UartSensor):
     channels = ("pm1", "pm2_5", "pm10")
+    _name = "PMS5003"
     warmup_ms = 30000  # MAN: "stable data should be got at least 30 seconds after the sensor wakeup"
 
     def __init__(self, uart, clock, passive=True, timeout_ms=0, set_pin=None, stuck_after=0):
         """uart: a ready UART at 9600 8N1; clock: time-like; set_pin: optional SET pin (high = work)."""
-        self.uart = uart
-        self.clock = clock
+        # active frames come every 2.3 s
+        UartSensor.__init__(self, uart, clock, timeout_ms or (1000 if passive else 3000), stuck_after, 3)
         self.passive = passive
-        self.timeout_ms = timeout_ms or (1000 if passive else 3000)  # active frames come every 2.3 s
         self.set_pin = set_pin
-        self.stuck_after = stuck_after
-        self.values: list = [None, None, None]
         self.ready = False
-        self.errors = 0
         self._tx = bytearray(7)
         self._read_cmd = bytes(command(bytearray(7), _CMD_READ_PASSIVE, 0))
         self._f = bytearray(_FRAME)
-        self._chunk = bytearray(32)
-        self._same = 0
+        self._need = _FRAME  # the length of the frame being read (_part: its bytes so far)
 
     def setup(self):
         """Select passive or active mode (the sensor powers up in active mode)."""
@@ -75,21 +72,10 @@ class PMS5003:
         self._drain()
         if self.passive:
             self.uart.write(self._read_cmd)
-        self._wait()
+        self._need = _FRAME
+        self._collect(_STEP_MS)
         f = self._f
-        a = ((f[10] << 8) | f[11]) * 10
-        b = ((f[12] << 8) | f[13]) * 10
-        d = ((f[14] << 8) | f[15]) * 10
-        v = self.values
-        if v[0] == a and v[1] == b and v[2] == d:
-            self._same += 1
-        else:
-            self._same = 0
-        v[0] = a
-        v[1] = b
-        v[2] = d
-        if self.stuck_after and self._same + 1 >= self.stuck_after:
-            raise SensorStuck("PMS5003 same reading %d times" % (self._same + 1))
+        self._keep(((f[10] << 8) | f[11]) * 10, ((f[12] << 8) | f[13]) * 10, ((f[14] << 8) | f[15]) * 10)
 
     def sleep(self):
         """Fan and laser off (MAN appendix II, E4 00 00; and SET low if wired)."""
@@ -104,62 +90,46 @@ class PMS5003:
         self.uart.write(command(self._tx, _CMD_SLEEP_SET, 1))
         self.ready = False
 
-    def _drain(self):
-        u = self.uart
-        n = u.any()
-        while n:
-            u.readinto(self._chunk, n if n < 32 else 32)
-            n = u.any()
-
-    def _wait(self):
-        u = self.uart
-        c = self.clock
+    def _feed(self, chunk, n):
+        # frames start 42 4D; a data frame ends in its check code, a command acknowledgement is skipped (and is no
+        # sign of life for a read)
         f = self._f
-        chunk = self._chunk
-        t0 = c.ticks_ms()
-        got = 0
-        p = 0
-        need = _FRAME
-        while True:
-            n = u.any()
-            if n:
-                n = u.readinto(chunk, n if n < 32 else 32) or 0
-                got += n
-                for j in range(n):
-                    b = chunk[j]
-                    if p == 0:
-                        if b == _START1:
-                            f[0] = b
-                            p = 1
-                        continue
-                    if p == 1:
-                        p = 2 if b == _START2 else (1 if b == _START1 else 0)
-                        f[1] = b
-                        continue
-                    f[p] = b
-                    p += 1
-                    if p == 4:
-                        ln = (f[2] << 8) | f[3]
-                        if ln == _LEN_DATA:
-                            need = _FRAME
-                        elif ln == _LEN_ACK:
-                            need = 8
-                        else:
-                            p = 0
-                    elif p == need:
-                        p = 0
-                        if need != _FRAME:
-                            got -= need  # a command acknowledgement: not a sign of life for a read
-                            continue
-                        s = 0
-                        for i in range(_FRAME - 2):
-                            s += f[i]
-                        if (s & 0xFFFF) != ((f[30] << 8) | f[31]):
-                            self.errors += 1
-                            raise CRCError("PMS5003 check code")
-                        return
-            elif c.ticks_diff(c.ticks_ms(), t0) >= self.timeout_ms:
-                self.errors += 1
-                raise no_frame("PMS5003", got, p)
-            else:
-                c.sleep_ms(_STEP_MS)
+        p = self._part
+        need = self._need
+        skip = 0
+        for j in range(n):
+            b = chunk[j]
+            if p == 0:
+                if b == _START1:
+                    f[0] = b
+                    p = 1
+                continue
+            if p == 1:
+                p = 2 if b == _START2 else (1 if b == _START1 else 0)
+                f[1] = b
+                continue
+            f[p] = b
+            p += 1
+            if p == 4:
+                ln = (f[2] << 8) | f[3]
+                if ln == _LEN_DATA:
+                    need = _FRAME
+                elif ln == _LEN_ACK:
+                    need = 8
+                else:
+                    p = 0
+            elif p == need:
+                p = 0
+                if need != _FRAME:
+                    skip += need
+                    continue
+                s = 0
+                for i in range(_FRAME - 2):
+                    s += f[i]
+                if (s & 0xFFFF) != ((f[30] << 8) | f[31]):
+                    self.errors += 1
+                    raise CRCError("PMS5003 check code")
+                return -1
+        self._part = p
+        self._need = need
+        return skip

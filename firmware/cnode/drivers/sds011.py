@@ -16,7 +16,8 @@
 # reading); `stuck_after` identical readings in a row -> SensorStuck.
 from micropython import const
 
-from cnode.drivers.errors import CRCError, SensorStuck, no_frame
+from cnode.drivers.errors import CRCError
+from cnode.drivers.uartsensor import UartSensor
 
 _HEAD = const(0xAA)
 _TAIL = const(0xAB)
@@ -62,28 +63,24 @@ def build_command(buf, cmd, op=0, value=0, device_id=0xFFFF):
     return buf
 
 
-class SDS011:
+class SDS011(UartSensor):
     channels = ("pm2_5", "pm10")
+    _name = "SDS011"
     warmup_ms = 30000  # PROT 3.4: "the data is stable when the sensor works after 30 seconds"
 
     def __init__(self, uart, clock, mode=MODE_QUERY, target=0xFFFF, timeout_ms=1500, stuck_after=0):
         """uart: a ready UART at 9600 8N1; clock: time-like; mode MODE_QUERY (node asks) or MODE_ACTIVE
         (sensor sends a frame each second); target: device ID commands address (FFFF: any sensor);
         stuck_after: raise SensorStuck after this many identical readings in a row (0 = off)."""
-        self.uart = uart
-        self.clock = clock
+        UartSensor.__init__(self, uart, clock, timeout_ms, stuck_after, 2)
         self.mode = mode
         self.target = target
-        self.timeout_ms = timeout_ms
-        self.stuck_after = stuck_after
-        self.values: list = [None, None]
         self.device_id = None  # ID1 ID2 of the sensor that sent the last good frame
         self.ready = False  # reporting mode and working period checked
-        self.errors = 0
         self._tx = bytearray(19)
         self._win = bytearray(_FRAME)  # sliding window over the last 10 bytes received
-        self._chunk = bytearray(32)
-        self._same = 0
+        self._kind = _DATA_ID  # the frame awaited: its id, and the command a reply answers (_part: its head seen)
+        self._cmd = 0
 
     # --- public -----------------------------------------------------------------------------------
     def setup(self):
@@ -108,15 +105,7 @@ class SDS011:
         pm25 = w[2] | (w[3] << 8)
         pm10 = w[4] | (w[5] << 8)
         self.device_id = (w[6] << 8) | w[7]
-        v = self.values
-        if v[0] == pm25 and v[1] == pm10:
-            self._same += 1
-        else:
-            self._same = 0
-        v[0] = pm25
-        v[1] = pm10
-        if self.stuck_after and self._same + 1 >= self.stuck_after:
-            raise SensorStuck("SDS011 same reading %d times" % (self._same + 1))
+        self._keep(pm25, pm10)
 
     def sleep(self):
         """Laser and fan off until wake() (PROT 3.4); the setting is lost at power-off."""
@@ -152,45 +141,30 @@ class SDS011:
         self._wait(_REPLY_ID, cmd)
         return self._win[4]
 
-    def _drain(self):
-        u = self.uart
-        n = u.any()
-        while n:
-            u.readinto(self._chunk, n if n < 32 else 32)
-            n = u.any()
-
     def _wait(self, kind, cmd):
         """Slide over incoming bytes until the window holds a frame of `kind` (and `cmd` for replies)."""
         w = self._win
         for i in range(_FRAME):
             w[i] = 0
-        u = self.uart
-        c = self.clock
-        chunk = self._chunk
-        t0 = c.ticks_ms()
-        got = 0
-        head = False
-        while True:
-            n = u.any()
-            if n:
-                n = u.readinto(chunk, n if n < 32 else 32) or 0
-                got += n
-                for j in range(n):
-                    for i in range(_FRAME - 1):
-                        w[i] = w[i + 1]
-                    w[_FRAME - 1] = chunk[j]
-                    if w[_FRAME - 2] == _HEAD and chunk[j] == kind:
-                        head = True
-                    if w[0] != _HEAD or w[1] != kind or w[9] != _TAIL:
-                        continue
-                    if kind == _REPLY_ID and w[2] != cmd:
-                        continue
-                    if checksum(w, 2, 8) != w[8]:
-                        self.errors += 1
-                        raise CRCError("SDS011 checksum %02x != %02x" % (w[8], checksum(w, 2, 8)))
-                    return
-            elif c.ticks_diff(c.ticks_ms(), t0) >= self.timeout_ms:
+        self._kind = kind
+        self._cmd = cmd
+        self._collect(_STEP_MS)
+
+    def _feed(self, chunk, n):
+        w = self._win
+        kind = self._kind
+        for j in range(n):
+            for i in range(_FRAME - 1):
+                w[i] = w[i + 1]
+            w[_FRAME - 1] = chunk[j]
+            if w[_FRAME - 2] == _HEAD and chunk[j] == kind:
+                self._part = True
+            if w[0] != _HEAD or w[1] != kind or w[9] != _TAIL:
+                continue
+            if kind == _REPLY_ID and w[2] != self._cmd:
+                continue
+            if checksum(w, 2, 8) != w[8]:
                 self.errors += 1
-                raise no_frame("SDS011", got, head)
-            else:
-                c.sleep_ms(_STEP_MS)
+                raise CRCError("SDS011 checksum %02x != %02x" % (w[8], checksum(w, 2, 8)))
+            return -1
+        return 0

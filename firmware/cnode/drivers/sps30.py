@@ -16,7 +16,8 @@
 # form a frame for our command, or a non-zero execution error -> FrameError; checksum -> CRCError.
 from micropython import const
 
-from cnode.drivers.errors import CRCError, FrameError, SensorStuck, SensorTimeout, no_frame
+from cnode.drivers.errors import CRCError, FrameError, SensorTimeout
+from cnode.drivers.uartsensor import UartSensor
 
 _MARK = const(0x7E)
 _ESC = const(0x7D)
@@ -77,8 +78,9 @@ def float10(b, i):
     return ((m >> (-sh - 1)) + 1) >> 1
 
 
-class SPS30:
+class SPS30(UartSensor):
     channels = ("pm1", "pm2_5", "pm10")
+    _name = "SPS30"
     warmup_ms = 30000  # DS 1.1 table 1 "start-up time": 8 s, up to 30 s at low concentrations
 
     def __init__(self, uart, clock, fmt=FORMAT_UINT16, timeout_ms=1000, read_timeout_ms=2500,
@@ -86,22 +88,18 @@ class SPS30:
         """uart: a ready UART at 115200 8N1; clock: time-like."""
         if fmt != FORMAT_UINT16 and fmt != FORMAT_FLOAT:
             raise ValueError("fmt")
-        self.uart = uart
-        self.clock = clock
+        UartSensor.__init__(self, uart, clock, timeout_ms, stuck_after, 3)  # timeout_ms: for one reply
         self.fmt = fmt
-        self.timeout_ms = timeout_ms  # for one reply
         self.read_timeout_ms = read_timeout_ms  # for new values to appear
-        self.stuck_after = stuck_after
-        self.values: list = [None, None, None]
         self.measuring = False
         self.device_error = False  # bit 7 of the last STATE byte
         self.state = 0  # execution error code of the last reply
-        self.errors = 0
         self._rx = bytearray(64)  # unstuffed MISO frame, without the markers
-        self._n = 0  # its length
-        self._chunk = bytearray(32)
+        self._n = 0  # its length (so far, while one is read)
         self._read_cmd = build(_CMD_READ_MEASURED_VALUES)
-        self._same = 0
+        self._cmd = 0  # the command whose answer is awaited
+        self._in = False  # inside a frame (_part: one answering _cmd)
+        self._esc = False  # after an escape byte
 
     # --- public -----------------------------------------------------------------------------------
     def start(self):
@@ -134,7 +132,6 @@ class SPS30:
                 raise SensorTimeout("SPS30 no new values")
             c.sleep_ms(_RETRY_MS)
         r = self._rx
-        v = self.values
         if n == 20 and self.fmt == FORMAT_UINT16:  # DS 5.3.3: PM1.0, PM2.5, PM4.0, PM10, NC.., size
             a = ((r[4] << 8) | r[5]) * 10
             b = ((r[6] << 8) | r[7]) * 10
@@ -146,15 +143,7 @@ class SPS30:
         else:
             self.errors += 1
             raise FrameError("SPS30 %d data bytes" % n)
-        if v[0] == a and v[1] == b and v[2] == d:
-            self._same += 1
-        else:
-            self._same = 0
-        v[0] = a
-        v[1] = b
-        v[2] = d
-        if self.stuck_after and self._same + 1 >= self.stuck_after:
-            raise SensorStuck("SPS30 same reading %d times" % (self._same + 1))
+        self._keep(a, b, d)
 
     def sleep(self):
         """Stop measuring and sleep (DS 5.3.4; fan, laser and UART off)."""
@@ -188,13 +177,13 @@ class SPS30:
     # --- protocol ---------------------------------------------------------------------------------
     def _xfer(self, frame, cmd):
         """Send a MOSI frame, wait for the MISO frame answering cmd (in self._rx), check STATE."""
-        u = self.uart
-        n = u.any()
-        while n:
-            u.readinto(self._chunk, n if n < 32 else 32)
-            n = u.any()
-        u.write(frame)
-        self._receive(cmd)
+        self._drain()
+        self.uart.write(frame)
+        self._cmd = cmd
+        self._in = False
+        self._esc = False
+        self._n = 0
+        self._collect(_STEP_MS)
         st = self._rx[2]
         self.device_error = bool(st & 0x80)
         self.state = st & 0x7F
@@ -202,52 +191,44 @@ class SPS30:
             self.errors += 1
             raise FrameError("SPS30 command 0x%02x state 0x%02x" % (cmd, self.state))
 
-    def _receive(self, cmd):
-        u = self.uart
-        c = self.clock
+    def _feed(self, chunk, n):
+        # unstuff into self._rx, from the start marker; -1 at the end marker of a frame answering self._cmd
         r = self._rx
         cap = len(r)
-        chunk = self._chunk
-        t0 = c.ticks_ms()
-        got = 0
-        inside = False
-        esc = False
-        k = 0
-        while True:
-            n = u.any()
-            if n:
-                n = u.readinto(chunk, n if n < 32 else 32) or 0
-                got += n
-                for j in range(n):
-                    b = chunk[j]
-                    if b == _MARK:
-                        if inside and k >= 5 and r[0] == _ADR and r[1] == cmd and r[3] == k - 5:
-                            if checksum(r, 0, k - 1) != r[k - 1]:
-                                self.errors += 1
-                                raise CRCError("SPS30 checksum")
-                            self._n = k
-                            return
-                        inside = True  # an end marker may also open the next frame
-                        esc = False
-                        k = 0
-                    elif not inside:
-                        continue
-                    elif b == _ESC:
-                        esc = True
-                    else:
-                        if esc:
-                            esc = False
-                            if b != 0x5E and b != 0x5D and b != 0x31 and b != 0x33:
-                                inside = False
-                                continue
-                            b ^= 0x20
-                        if k < cap:
-                            r[k] = b
-                            k += 1
-                        else:
-                            inside = False
-            elif c.ticks_diff(c.ticks_ms(), t0) >= self.timeout_ms:
-                self.errors += 1
-                raise no_frame("SPS30", got, inside and k >= 2 and r[0] == _ADR and r[1] == cmd)
+        cmd = self._cmd
+        inside = self._in
+        esc = self._esc
+        k = self._n
+        for j in range(n):
+            b = chunk[j]
+            if b == _MARK:
+                if inside and k >= 5 and r[0] == _ADR and r[1] == cmd and r[3] == k - 5:
+                    if checksum(r, 0, k - 1) != r[k - 1]:
+                        self.errors += 1
+                        raise CRCError("SPS30 checksum")
+                    self._n = k
+                    return -1
+                inside = True  # an end marker may also open the next frame
+                esc = False
+                k = 0
+            elif not inside:
+                continue
+            elif b == _ESC:
+                esc = True
             else:
-                c.sleep_ms(_STEP_MS)
+                if esc:
+                    esc = False
+                    if b != 0x5E and b != 0x5D and b != 0x31 and b != 0x33:
+                        inside = False
+                        continue
+                    b ^= 0x20
+                if k < cap:
+                    r[k] = b
+                    k += 1
+                else:
+                    inside = False
+        self._in = inside
+        self._esc = esc
+        self._n = k
+        self._part = inside and k >= 2 and r[0] == _ADR and r[1] == cmd
+        return 0
