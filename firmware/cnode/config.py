@@ -210,14 +210,21 @@ class Config:
 _KEY_LEN = (("dev_eui", 8), ("join_eui", 8), ("app_key", 16))
 
 
-def open_keystore():
-    """esp32.NVS("cn_keys") on a board; the file-backed cnode.nvsfile.NVS on the unix port."""
+def open_nvs(namespace):
+    """esp32.NVS(namespace) on a board; the file-backed cnode.nvsfile.NVS on the unix port."""
     try:
         import esp32  # type: ignore
-        return esp32.NVS(NVS_KEYS)
+
+        return esp32.NVS(namespace)
     except ImportError:
         from cnode.nvsfile import NVS  # type: ignore
-        return NVS(NVS_KEYS)
+
+        return NVS(namespace)
+
+
+def open_keystore():
+    """The key store: NVS namespace "cn_keys"."""
+    return open_nvs(NVS_KEYS)
 
 
 class Keys:
