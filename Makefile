@@ -77,7 +77,7 @@ test: check-mpy typecheck pytest
 
 # docs/cli.md below its marker is written from the parser (tests/host/test_cli_reference.py fails when it is stale).
 cli-doc: $(STAMP)
-	$(BIN)/python -m citynode.cli_reference docs/cli.md
+	$(BIN)/python -m citynode.cli.reference docs/cli.md
 
 demo: $(STAMP)
 	$(BIN)/citynode simulate --nodes 5 --days 2 --seed 1

@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 
-from citynode.payload import encode  # noqa: E402
+from citynode.payload.frame import encode  # noqa: E402
 from cnode.lorawan.region import DR_SF, MAX_PAYLOAD, dr_airtime_us  # noqa: E402
 
 STEP_S = 300
@@ -24,7 +24,7 @@ OVERHEAD = 13
 
 def recorded():
     try:
-        from citynode.datasets import aberdeen_january
+        from citynode.sim.datasets import aberdeen_january
 
         if (DATA / "sensor-community").is_dir():
             s = aberdeen_january(str(DATA), STEP_S)

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests" / "host"), str(ROOT / "host_tools"), str(ROOT / "firmware")]
 
-from citynode.payload import encode  # noqa: E402
+from citynode.payload.frame import encode  # noqa: E402
 from mqttkit import BridgeProc, Collector, Mosquitto, publish_all, ttn_message  # noqa: E402
 
 T = 1546300800
@@ -81,7 +81,7 @@ def stock_burst(n: int, workdir: Path, sessions: int | None = None, receive_maxi
         b = BridgeProc(broker.port, "ttn", "v3/city@ttn/devices/+/up", "stock", client_id="stock-burst")
         b.wait_line("subscribed to $share/")
     else:
-        from citynode.bridge import Bridge
+        from citynode.bridge.core import Bridge
 
         lib = Bridge("127.0.0.1", broker.port, "ttn", "v3/city@ttn/devices/+/up", "stock", client_id="lib",
                      sessions=sessions, receive_maximum=receive_maximum or 100)

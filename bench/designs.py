@@ -7,7 +7,7 @@ import lzma
 import cbor2
 from cayennelpp import LppFrame
 
-from citynode.registry import BY_NAME, EPOCH_2000
+from citynode.payload.channels import BY_NAME, EPOCH_2000
 
 NAMES = ("pm10", "pm2_5", "temperature", "humidity", "pressure")
 

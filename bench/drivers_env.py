@@ -89,8 +89,8 @@ class _CmdBus:
 
 def _bme280(p64):
     from cnode.drivers.bme280 import BME280
-    from citynode.hwsim.clock import VirtualClock
-    from citynode.hwsim.twin_bme280 import BME280Twin
+    from citynode.sim.hwsim.clock import VirtualClock
+    from citynode.sim.hwsim.twin_bme280 import BME280Twin
     vc = VirtualClock(start_ms=36000000)
     twin = BME280Twin(vc)
     twin.write(b"\xf2\x01")
@@ -101,8 +101,8 @@ def _bme280(p64):
 
 
 def _sensirion(kind):
-    from citynode.hwsim.twin_sensirion import frame, f32_words, SHT4xTwin, SCD4xTwin
-    from citynode.hwsim.twin_bme280 import diurnal
+    from citynode.sim.hwsim.twin_sensirion import frame, f32_words, SHT4xTwin, SCD4xTwin
+    from citynode.sim.hwsim.twin_bme280 import diurnal
     v = diurnal(36000000)
     if kind == "sht4x":
         from cnode.drivers.sht4x import SHT4x

@@ -4,7 +4,7 @@
 #   MICROPYPATH=firmware:host_tools .venv/bin/micropython bench/drivers_mobility.py
 # (CPython also runs it: `PYTHONPATH=firmware:host_tools python bench/drivers_mobility.py`, heap then n/a.)
 # Two bus flavours: "driver" uses the allocation-free fake buses below, so the heap column is the driver's
-# own; "hwsim" goes through citynode.hwsim's machine double and twins (which allocate themselves).
+# own; "hwsim" goes through citynode.sim.hwsim's machine double and twins (which allocate themselves).
 import gc
 import json
 import sys
@@ -19,10 +19,10 @@ from cnode.drivers.qmc5883l import QMC5883L
 from cnode.drivers.vl53l1x import VL53L1X
 from cnode.drivers.nmea import NMEA
 from cnode.drivers.blecount import BleCounter
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim import machine
-from citynode.hwsim.twin_mobility import QMC5883LTwin, VL53L1XTwin
-from citynode.hwsim.twin_gps import GpsTwin, rmc, gga
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.twin_mobility import QMC5883LTwin, VL53L1XTwin
+from citynode.sim.hwsim.twin_gps import GpsTwin, rmc, gga
 
 
 class FastClock:

@@ -26,10 +26,10 @@ except (ImportError, AttributeError):
 import json
 import time
 
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_adc import BatteryTwin
-from citynode.hwsim.twin_uart_pm import PMS5003Twin, SDS011Twin, SPS30Twin, constant
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_adc import BatteryTwin
+from citynode.sim.hwsim.twin_uart_pm import PMS5003Twin, SDS011Twin, SPS30Twin, constant
 from cnode.drivers.battery import Battery
 from cnode.drivers.pms5003 import PMS5003
 from cnode.drivers.sds011 import SDS011
@@ -131,7 +131,7 @@ def replies():
 
 
 def _sps_reply(twin):
-    from citynode.hwsim.twin_uart_pm import shdlc_frame
+    from citynode.sim.hwsim.twin_uart_pm import shdlc_frame
     data = twin._measurement(0)
     return shdlc_frame(bytes([0, 3, 0, len(data)]) + data)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "host_tools"), str(ROOT / "firmware"), str(ROOT / "tests" / "host")]
 
-from citynode.boards import get_board, load_boards  # noqa: E402
-from citynode.cmd_budget import driver_sources  # noqa: E402
+from citynode.device.boards import get_board, load_boards  # noqa: E402
+from citynode.cli.budget import driver_sources  # noqa: E402
 from citynode.energy import model  # noqa: E402
 from citynode.energy.budget import budget, shortest_interval  # noqa: E402
 from citynode.energy.run import run  # noqa: E402

@@ -1,6 +1,6 @@
 """Flashing speed through the simulated ESP32 ROM with the UART line rate modelled; prints JSON.
 
-For a ~1.5 MB firmware-like image: wall time and bytes on the wire for `citynode.flash.write_image` (esptool's
+For a ~1.5 MB firmware-like image: wall time and bytes on the wire for `citynode.device.flash.write_image` (esptool's
 library API) at 115200 and 460800 baud, stub and ROM-only, deflated and raw, against the serial-line floor
 (bytes * 10 / baud: 8N1 start + 8 data + stop bits). The sim paces every byte in both directions at the current
 baud rate (it follows CHANGE_BAUDRATE); flash erase/program time and USB latency are NOT modelled, so real boards
@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host_tools"))
 
-from citynode.boards import get_board  # noqa: E402
-from citynode.flash import write_image  # noqa: E402
-from citynode.hwsim.esp32rom import Esp32RomSim  # noqa: E402
+from citynode.device.boards import get_board  # noqa: E402
+from citynode.device.flash import write_image  # noqa: E402
+from citynode.sim.hwsim.esp32rom import Esp32RomSim  # noqa: E402
 
 
 def firmware_like(n: int, seed: int = 1) -> bytes:

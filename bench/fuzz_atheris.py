@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "host_tools"), str(ROOT / "firmware")]
 
 with atheris.instrument_imports():
-    from citynode.decoder import Deduplicator, Stats, decode_uplink
-    from citynode.payload import PayloadError, decode_frame
-    from citynode.uplink import UplinkError, parse_line
+    from citynode.payload.decode import Deduplicator, Stats, decode_uplink
+    from citynode.payload.frame import PayloadError, decode_frame
+    from citynode.payload.uplink import UplinkError, parse_line
 
 KINDS = ("hex", "ttn", "chirpstack")
 DEDUP = Deduplicator(limit=10_000)

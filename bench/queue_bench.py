@@ -14,7 +14,7 @@ for p in (_root + "/firmware", _root + "/host_tools"):
         sys.path.insert(0, p)
 
 from cnode.queue import Queue  # noqa: E402
-from citynode.hwsim.flashfs import FlashFS  # noqa: E402
+from citynode.sim.hwsim.flashfs import FlashFS  # noqa: E402
 
 MP = sys.implementation.name == "micropython"
 N = 200

@@ -20,9 +20,9 @@ DATA = ROOT.parent / "shared" / "data"
 
 import designs  # noqa: E402
 
-from citynode.datasets import aberdeen_january  # noqa: E402
-from citynode.payload import channel_set, decode_frame, encode, to_ints  # noqa: E402
-from citynode.runtime import run_mp  # noqa: E402
+from citynode.sim.datasets import aberdeen_january  # noqa: E402
+from citynode.payload.frame import channel_set, decode_frame, encode, to_ints  # noqa: E402
+from citynode.sim.runtime import run_mp  # noqa: E402
 
 # other benchmark scripts: each prints one JSON object as its last stdout line
 OTHERS = ("drivers_env.py", "drivers_uart.py", "drivers_mobility.py", "queue_bench.py", "airtime.py",

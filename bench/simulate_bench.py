@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host_tools"))
-from citynode.runtime import compiled_firmware, micropython_exe  # noqa: E402
+from citynode.sim.runtime import compiled_firmware, micropython_exe  # noqa: E402
 
 MIP_INDEX = ROOT.parent / "shared" / "mip-index"  # micropython-lib's index, for the radio drivers
 FRAMES = ROOT / "bench" / ".sim_frames.jsonl"

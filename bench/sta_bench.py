@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests" / "host"), str(ROOT / "host_tools"), str(ROOT / "firmware")]
 
-from citynode.payload import decode_frame, encode  # noqa: E402
-from citynode.sta import unix  # noqa: E402
+from citynode.payload.frame import decode_frame, encode  # noqa: E402
+from citynode.bridge.sta import unix  # noqa: E402
 from mqttkit import BridgeProc, Mosquitto, publish_all, ttn_message  # noqa: E402
 from stakit import StaClient, StaServer  # noqa: E402
 

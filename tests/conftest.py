@@ -70,9 +70,9 @@ def serve_folder():
 def lora_lib(tmp_path_factory, mip_url) -> Path:
     """A board's lib folder with micropython-lib's lora packages (lora, lora-sync, lora-sx127x, lora-sx126x)
     as .py sources: fetched over HTTP from the mip index in ../shared/mip-index by the flash tool's installer
-    (citynode.mip, the versions and SHA-256s of mip-lock.json), so the twin tests run exactly what a board gets
+    (citynode.device.mip, the versions and SHA-256s of mip-lock.json), so the twin tests run exactly what a board gets
     (there as .mpy compiled from these sources). Tests that use it are marked mipindex."""
-    from citynode.mip import fetch_sources
+    from citynode.device.mip import fetch_sources
 
     lib = tmp_path_factory.mktemp("lib")
     sources = fetch_sources(("lora", "lora-sync", "lora-sx127x", "lora-sx126x"), mip_url,

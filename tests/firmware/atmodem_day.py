@@ -5,11 +5,11 @@ from cnode.atmodem.lorae5 import LoRaE5
 from cnode.atmodem.rak3172 import RAK3172
 from cnode.queue import Queue
 from cnode.sampler import Sampler, Slot
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.counting_queue import CountingQueue
-from citynode.hwsim.flashfs import FlashFS
-from citynode.hwsim.twin_atmodem import LoRaE5Twin, RAK3172Twin
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.counting_queue import CountingQueue
+from citynode.sim.hwsim.flashfs import FlashFS
+from citynode.sim.hwsim.twin_atmodem import LoRaE5Twin, RAK3172Twin
 
 # TR005's example identities; the AppKey is the RFC 4493 test key
 DEV_EUI = bytes([0x00, 0x18, 0xB2, 0x00, 0x00, 0x00, 0x01, 0x01])

@@ -3,8 +3,8 @@ from cnode.app import Node
 from cnode.lorawan import JoinFailed
 from cnode.queue import Queue
 from cnode.sampler import Sampler, Slot
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.flashfs import FlashFS
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.flashfs import FlashFS
 from fwtest import raises
 
 
@@ -193,7 +193,7 @@ def test_a_gps_sets_the_clock_when_the_network_cannot():
 
     class _Rtc:
         def datetime(self, t):
-            from citynode.hwsim.clock import mktime
+            from citynode.sim.hwsim.clock import mktime
 
             clock.set_time(mktime(t[0], t[1], t[2], t[4], t[5], t[6]), t[7])
 

@@ -325,7 +325,7 @@ class _Uart:
 
 
 def test_atport_splits_lines_and_drops_noise():
-    from citynode.hwsim.clock import VirtualClock
+    from citynode.sim.hwsim.clock import VirtualClock
     c = VirtualClock()
     u = _Uart([b"\r\nOK\r", b"\n+EVT:TX", b"_DONE\r\n\x00\xff", b"+EVT:RX_1:-1:2:UNICAST:3:ab\r\n" + b"z" * 700 + b"\n"])
     p = AtPort(u, c)

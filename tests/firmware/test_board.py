@@ -1,8 +1,8 @@
 # Board files become buses, sensors and a self-test table with the machine double (both runtimes).
 from cnode.board import BoardError, Hardware, selftest
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_bme280 import BME280Twin
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_bme280 import BME280Twin
 from fwtest import load_json, raises
 
 BOARDS = ("heltec-wifi-lora-32-v2", "heltec-wifi-lora-32-v3", "ttgo-lora32-v2.1", "tbeam", "esp32-devkit-lora-e5",
@@ -67,7 +67,7 @@ def _ble_board(every=1):
 
 
 def _crowd(n):
-    from citynode.hwsim.twin_mobility import BleCrowd
+    from citynode.sim.hwsim.twin_mobility import BleCrowd
 
     crowd = BleCrowd()
     for i in range(n):
@@ -77,7 +77,7 @@ def _crowd(n):
 
 
 def test_a_ble_counter_is_built_from_the_board_file_and_scans():
-    from citynode.hwsim import bluetooth
+    from citynode.sim.hwsim import bluetooth
     from cnode.runner import counter
     from cnode.sampler import Sampler
 
@@ -105,7 +105,7 @@ def test_a_ble_counter_is_built_from_the_board_file_and_scans():
 
 def test_without_bluetooth_the_ble_counter_reads_as_missing_until_it_comes_up():
     import sys
-    from citynode.hwsim import bluetooth
+    from citynode.sim.hwsim import bluetooth
     from cnode.channels import F_MISSING
     from cnode.runner import counter
     from cnode.sampler import Sampler
@@ -157,8 +157,8 @@ def test_value_text_is_the_decoders_number_with_the_registrys_unit():
 
 
 def test_the_selftest_table_shows_every_value_with_its_unit():
-    from citynode.hwsim.twin_bme280 import constant
-    from citynode.hwsim.twin_uart_pm import SDS011Twin
+    from citynode.sim.hwsim.twin_bme280 import constant
+    from citynode.sim.hwsim.twin_uart_pm import SDS011Twin
 
     hw, clock = _hw("virtual")
     hw.i2c().attach(0x76, BME280Twin(clock, series=constant(temperature=21.5, humidity=45.0, pressure=101325.0),
@@ -203,7 +203,7 @@ class _ResetAt:
 def _v3_after_a_reset_during_the_app(n, mode):
     """The Heltec V3's app reads its sensors and the board resets at its n-th wait; then the self-test runs on
     the same sensors, as after `citynode flash` stopped the app. Returns (failed, table)."""
-    from citynode.hwsim.twin_sensirion import SCD4xTwin, SHT4xTwin
+    from citynode.sim.hwsim.twin_sensirion import SCD4xTwin, SHT4xTwin
 
     hw, clock = _hw("heltec-wifi-lora-32-v3")
     for s in hw.board["sensors"]:

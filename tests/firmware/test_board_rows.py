@@ -3,8 +3,8 @@
 # option (both runtimes).
 from cnode import board
 from cnode.board import BoardError, Hardware, channels, check
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
 from fwtest import load_json, raises
 
 BOARDS = ("heltec-wifi-lora-32-v2", "heltec-wifi-lora-32-v3", "ttgo-lora32-v2.1", "tbeam", "esp32-devkit-lora-e5",
@@ -20,34 +20,34 @@ def _pm(ms):
 def _twin(name, clock):
     """The simulated twin of a driver's chip (None: nothing to attach) and its I2C address."""
     if name == "bme280":
-        from citynode.hwsim.twin_bme280 import BME280Twin
+        from citynode.sim.hwsim.twin_bme280 import BME280Twin
         return BME280Twin(clock), 0x76
     if name == "sht4x":
-        from citynode.hwsim.twin_sensirion import SHT4xTwin
+        from citynode.sim.hwsim.twin_sensirion import SHT4xTwin
         return SHT4xTwin(clock), 0x44
     if name == "scd4x":
-        from citynode.hwsim.twin_sensirion import SCD4xTwin
+        from citynode.sim.hwsim.twin_sensirion import SCD4xTwin
         return SCD4xTwin(clock), 0x62
     if name == "dnms":
-        from citynode.hwsim.twin_sensirion import DNMSTwin
+        from citynode.sim.hwsim.twin_sensirion import DNMSTwin
         return DNMSTwin(clock), 0x55
     if name == "qmc5883l":
-        from citynode.hwsim.twin_mobility import QMC5883LTwin
+        from citynode.sim.hwsim.twin_mobility import QMC5883LTwin
         return QMC5883LTwin(clock), 0x0D
     if name == "vl53l1x":
-        from citynode.hwsim.twin_mobility import VL53L1XTwin
+        from citynode.sim.hwsim.twin_mobility import VL53L1XTwin
         return VL53L1XTwin(clock), 0x29
     if name == "sds011":
-        from citynode.hwsim.twin_uart_pm import SDS011Twin
+        from citynode.sim.hwsim.twin_uart_pm import SDS011Twin
         return SDS011Twin(clock, _pm), None
     if name == "sps30":
-        from citynode.hwsim.twin_uart_pm import SPS30Twin
+        from citynode.sim.hwsim.twin_uart_pm import SPS30Twin
         return SPS30Twin(clock, _pm), None
     if name == "pms5003":
-        from citynode.hwsim.twin_uart_pm import PMS5003Twin
+        from citynode.sim.hwsim.twin_uart_pm import PMS5003Twin
         return PMS5003Twin(clock, _pm), None
     if name == "nmea":
-        from citynode.hwsim.twin_gps import GpsTwin
+        from citynode.sim.hwsim.twin_gps import GpsTwin
         return GpsTwin(clock, position=lambda ms: (5227990, 804720)), None
     return None, None
 
@@ -63,7 +63,7 @@ def _board(entry, name=None):
 def _built(entry, twin=True):
     """The driver a board with only this sensors entry builds (its twin wired where the entry says, unless
     `twin` is False), and the Hardware."""
-    from citynode.hwsim import bluetooth
+    from citynode.sim.hwsim import bluetooth
 
     clock = VirtualClock()
     machine.use(clock)
@@ -185,7 +185,7 @@ def test_every_shipped_board_file_passes_the_check():
 
 def _error(entry, *others):
     """The BoardError a board file gets for this sensors entry (after `others`), as the node says it."""
-    from citynode.hwsim import bluetooth
+    from citynode.sim.hwsim import bluetooth
 
     clock = VirtualClock()
     machine.use(clock)

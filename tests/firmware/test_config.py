@@ -3,8 +3,8 @@ import json
 import sys
 
 from cnode.config import Config, Keys, validate, SETTINGS
-from citynode.hwsim import nvs as nvsim
-from citynode.hwsim.flashfs import FlashFS
+from citynode.sim.hwsim import nvs as nvsim
+from citynode.sim.hwsim.flashfs import FlashFS
 from fwtest import raises
 
 

@@ -78,8 +78,8 @@ def test_the_node_keeps_its_part_of_rtc_memory_behind_the_counter():
 def test_crashes_go_out_on_the_status_channel_at_the_first_cycle():
     from cnode.queue import Queue
     from cnode.sampler import Sampler
-    from citynode.hwsim.clock import VirtualClock
-    from citynode.hwsim.flashfs import FlashFS
+    from citynode.sim.hwsim.clock import VirtualClock
+    from citynode.sim.hwsim.flashfs import FlashFS
 
     class _Link:
         joined = True

@@ -2,7 +2,7 @@
 from cnode.downlink import (decode, CborError, Downlink, ACT_NONE, ACT_SEND, ACT_REBOOT, ACT_REJOIN, R_REPLAY,
                             R_OK, R_BAD_ARG, R_WINDOW, R_CHALLENGE, R_UNSUPPORTED, STATUS_MAX, WINDOW)
 from cnode.config import Config
-from citynode.hwsim import nvs as nvsim
+from citynode.sim.hwsim import nvs as nvsim
 from fwtest import raises, unhex, tohex, Lcg
 
 # RFC 8949 Appendix A, the examples this decoder supports

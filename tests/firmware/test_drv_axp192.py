@@ -4,9 +4,9 @@ import cnode  # noqa: F401
 from cnode.board import Hardware
 from cnode.drivers.axp192 import AXP192, WrongPmic
 from cnode.drivers.errors import SensorAbsent
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_axp192 import AXP192Twin
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_axp192 import AXP192Twin
 from fwtest import load_json, raises
 
 

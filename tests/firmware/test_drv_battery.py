@@ -1,7 +1,7 @@
 # Battery divider driver: integer divider maths, averaging, calibration, sanity range, faults and recovery.
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_adc import BatteryTwin, discharge
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_adc import BatteryTwin, discharge
 from cnode.drivers.battery import Battery, BatteryImplausible
 from cnode.drivers.errors import SensorAbsent, SensorError
 from fwtest import Lcg, raises

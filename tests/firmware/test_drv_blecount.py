@@ -1,7 +1,7 @@
 # BLE counter tests: HMAC vectors, distinct counting, RSSI, saturation, k-suppression (on by default), passive
 # scanning, a window closing while the BLE task adds, salt rotation, privacy.
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_mobility import BleCrowd
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_mobility import BleCrowd
 from cnode.channels import F_OUT_OF_RANGE
 from cnode.drivers.blecount import (BleCounter, key_pads, HASH_LEN, FLAG_SATURATED, FLAG_SUPPRESSED, K_MIN,
                                     SCAN_INTERVAL_US, SCAN_WINDOW_US)

@@ -2,9 +2,9 @@
 import cnode  # noqa: F401  (const shim under CPython)
 from cnode.drivers import bme280
 from cnode.drivers.errors import FrameError, SensorAbsent, SensorStuck, SensorTimeout
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_bme280 import BME280Twin, comp_h_q22_10, comp_p_q24_8, comp_t_fine, constant
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_bme280 import BME280Twin, comp_h_q22_10, comp_p_q24_8, comp_t_fine, constant
 from fwtest import Lcg, raises
 
 # BMP280 datasheet 8.1 worked example (+ BME280 humidity), as in driver-vectors "bmx280_compensation"

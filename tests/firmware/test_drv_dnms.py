@@ -2,9 +2,9 @@
 import cnode  # noqa: F401
 from cnode.drivers import dnms
 from cnode.drivers.errors import CRCError, FrameError, SensorAbsent, SensorStuck, SensorTimeout
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_sensirion import DNMSTwin, crc8
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_sensirion import DNMSTwin, crc8
 from fwtest import raises, unhex
 
 

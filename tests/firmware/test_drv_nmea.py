@@ -1,7 +1,7 @@
 # NMEA reader tests: checksums, exact integer positions, RMC/GGA fields, garbage, UART twin faults.
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim import machine
-from citynode.hwsim.twin_gps import GpsTwin, sentence
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.twin_gps import GpsTwin, sentence
 from cnode.drivers.errors import SensorTimeout
 from cnode.drivers.nmea import NMEA
 from fwtest import raises, Lcg

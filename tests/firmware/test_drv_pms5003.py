@@ -1,7 +1,7 @@
 # PMS5003 driver: manual commands byte for byte, frames captured from real sensors, twin, faults, recovery.
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_uart_pm import PMS5003Twin, ReplayPeer, constant, pms_command
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_uart_pm import PMS5003Twin, ReplayPeer, constant, pms_command
 from cnode.drivers.errors import CRCError, FrameError, SensorAbsent, SensorStuck, SensorTimeout
 from cnode.drivers.pms5003 import PMS5003, command
 from fwtest import raises, unhex

@@ -1,7 +1,7 @@
 # Pulse counter tests: dead time, bounce, read-and-reset, irq guard, twin-driven counts (CPython + MicroPython).
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim import machine
-from citynode.hwsim.twin_mobility import PulseTwin
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.twin_mobility import PulseTwin
 from cnode.drivers.pulse import PulseCounter
 from fwtest import raises
 

@@ -1,7 +1,7 @@
 # QMC5883L tests: init bytes, little-endian data, parking detection with hysteresis and dwell, faults.
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim import machine
-from citynode.hwsim.twin_mobility import QMC5883LTwin
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.twin_mobility import QMC5883LTwin
 from cnode.channels import F_OUT_OF_RANGE
 from cnode.drivers.errors import FrameError, SensorAbsent, SensorStuck, SensorTimeout
 from cnode.drivers.qmc5883l import QMC5883L, RNG_8G, OSR_512, ODR_10HZ, MODE_CONT, _isqrt

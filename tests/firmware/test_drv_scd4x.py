@@ -2,9 +2,9 @@
 import cnode  # noqa: F401
 from cnode.drivers import scd4x
 from cnode.drivers.errors import CRCError, SensorAbsent, SensorStuck, SensorTimeout
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_sensirion import SCD4xTwin, crc8
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_sensirion import SCD4xTwin, crc8
 from fwtest import load_json, raises
 
 

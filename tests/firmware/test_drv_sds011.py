@@ -1,7 +1,7 @@
 # SDS011 driver: datasheet frames byte for byte, shared vectors, twin behaviour, faults and recovery.
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_uart_pm import SDS011Twin, ReplayPeer, constant
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_uart_pm import SDS011Twin, ReplayPeer, constant
 from cnode.drivers.errors import CRCError, FrameError, SensorAbsent, SensorStuck, SensorTimeout
 from cnode.drivers.sds011 import SDS011, MODE_ACTIVE, MODE_QUERY, build_command
 from fwtest import raises, tohex, unhex
@@ -261,7 +261,7 @@ def test_working_period_range():
 
 
 def test_recorded_series_sample_and_hold():
-    from citynode.hwsim.twin_uart_pm import RecordedSeries, iso_seconds
+    from citynode.sim.hwsim.twin_uart_pm import RecordedSeries, iso_seconds
     assert iso_seconds("2019-01-01T00:00:44") == 1546300844
     assert iso_seconds("2020-02-29T23:59:59") == 1583020799
     path = "/tmp/citynode_test_sds011_series.csv"

@@ -3,7 +3,7 @@ import cnode  # noqa: F401
 from cnode.drivers import sensirion
 from cnode.drivers.dnms import f32_tenths
 from cnode.drivers.errors import CRCError, SensorAbsent, SensorTimeout
-from citynode.hwsim.twin_sensirion import crc8 as twin_crc8
+from citynode.sim.hwsim.twin_sensirion import crc8 as twin_crc8
 from fwtest import Lcg, raises, unhex
 
 # SCD30 interface description transactions (driver-vectors "scd30_i2c"): three float32 values, each as
@@ -80,7 +80,7 @@ class _Bus:
 
 
 def test_bus_errors_map_to_driver_errors():
-    from citynode.hwsim.clock import VirtualClock
+    from citynode.sim.hwsim.clock import VirtualClock
     clock = VirtualClock()
     dev = sensirion.SensirionDevice(_Bus(19), clock, 0x44)
     raises(SensorAbsent, dev.write_cmd, 0x1234)

@@ -2,10 +2,10 @@
 import cnode  # noqa: F401
 from cnode.drivers import sht4x
 from cnode.drivers.errors import CRCError, SensorAbsent, SensorStuck, SensorTimeout
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_bme280 import constant
-from citynode.hwsim.twin_sensirion import SHT4xTwin
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_bme280 import constant
+from citynode.sim.hwsim.twin_sensirion import SHT4xTwin
 from fwtest import raises
 
 

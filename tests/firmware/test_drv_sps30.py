@@ -1,9 +1,9 @@
 # SPS30 UART (SHDLC) driver: datasheet frames, shared vectors, a real capture, twin, faults and recovery.
 import struct
 
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_uart_pm import SPS30Twin, ReplayPeer, constant, shdlc_frame
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_uart_pm import SPS30Twin, ReplayPeer, constant, shdlc_frame
 from cnode.drivers.errors import CRCError, FrameError, SensorAbsent, SensorStuck, SensorTimeout
 from cnode.drivers.sps30 import SPS30, FORMAT_FLOAT, FORMAT_UINT16, build, float10
 from fwtest import Lcg, raises, tohex, unhex

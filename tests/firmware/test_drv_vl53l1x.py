@@ -1,7 +1,7 @@
 # VL53L1X tests: model id, the ULD default-configuration block byte for byte, ranging, occupancy, faults.
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim import machine
-from citynode.hwsim.twin_mobility import VL53L1XTwin
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.twin_mobility import VL53L1XTwin
 from cnode.drivers.errors import FrameError, SensorAbsent, SensorTimeout
 from cnode.drivers.vl53l1x import VL53L1X
 from fwtest import raises

@@ -5,9 +5,9 @@ import struct
 import cnode  # noqa: F401
 from fwtest import Lcg, raises, tohex, unhex
 
-from citynode import netserver as NS
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.radio import Air, SimModem
+from citynode.sim import netserver as NS
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.radio import Air, SimModem
 from cnode.lorawan import (DutyCycleError, FrameError, JoinFailed, MICError, NotJoined, PayloadTooLong,
                            ReplayError)
 from cnode.lorawan.mac import FCNT_PERSIST_EVERY, Mac

@@ -4,9 +4,9 @@ import struct
 
 from fwtest import Lcg, raises
 
-from citynode import netserver as NS
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.radio import Air, SimModem
+from citynode.sim import netserver as NS
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.radio import Air, SimModem
 from cnode.lorawan import DutyCycleError, JoinFailed
 from cnode.lorawan.mac import Mac
 from cnode.lorawan.region import BANDS, band_of

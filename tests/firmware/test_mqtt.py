@@ -1,8 +1,8 @@
 # MQTT 3.1.1 client and WiFi/MQTT link against a fake socket: every byte on the wire (CPython + MicroPython).
 import errno
 
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.flashfs import FlashFS
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.flashfs import FlashFS
 from cnode.app import Node
 from cnode.lorawan import JoinFailed, NotJoined, PayloadTooLong
 from cnode.mqtt import (MQTTClient, MQTTClosed, MQTTProtocolError, MQTTRefused, MQTTTimeout, put_rl)

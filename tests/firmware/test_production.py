@@ -7,7 +7,7 @@ import sys
 import fwtest
 from cnode import crash, runner
 
-_BANNER = "citynode: production mode"  # what citynode's host tools look for (citynode.production.MARK)
+_BANNER = "citynode: production mode"  # what citynode's host tools look for (citynode.device.production.MARK)
 
 
 class _Reset(BaseException):

@@ -1,6 +1,6 @@
 # Flash queue tests: power cut at every write boundary, torn and corrupt records, exact drop counts (CPython + MicroPython).
 from cnode.queue import Queue, FRAME_MAX
-from citynode.hwsim.flashfs import FlashFS, PowerLoss
+from citynode.sim.hwsim.flashfs import FlashFS, PowerLoss
 from fwtest import raises, Lcg
 
 SEG = 600  # small segments so that the script rolls and drops
@@ -279,7 +279,7 @@ def test_fuzzed_power_cuts_with_random_tears():
 
 def test_peek_next_walks_without_moving_the_ack_position():
     from cnode.queue import Queue
-    from citynode.hwsim.flashfs import FlashFS
+    from citynode.sim.hwsim.flashfs import FlashFS
     fs = FlashFS()
     q = Queue(fs, "/qn", seg_bytes=300, max_segs=8)
     for i in range(1, 8):

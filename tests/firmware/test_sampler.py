@@ -2,7 +2,7 @@
 from cnode.sampler import Sampler, Slot, STUCK_AFTER
 from cnode.channels import F_COMM, F_MISSING, F_OUT_OF_RANGE, F_STUCK, F_WARMING_UP
 from cnode.drivers.errors import CRCError, FrameError, SensorAbsent, SensorTimeout
-from citynode.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.clock import VirtualClock
 from fwtest import raises
 
 

@@ -6,12 +6,12 @@ from cnode.drivers.bme280 import BME280
 from cnode.drivers.sds011 import SDS011
 from cnode.drivers.sht4x import SHT4x
 from cnode.sampler import Sampler, Slot
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_adc import BatteryTwin
-from citynode.hwsim.twin_bme280 import BME280Twin
-from citynode.hwsim.twin_sensirion import SHT4xTwin
-from citynode.hwsim.twin_uart_pm import SDS011Twin
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_adc import BatteryTwin
+from citynode.sim.hwsim.twin_bme280 import BME280Twin
+from citynode.sim.hwsim.twin_sensirion import SHT4xTwin
+from citynode.sim.hwsim.twin_uart_pm import SDS011Twin
 
 
 def _pm(ms):

@@ -18,10 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-from citynode.boards import get_board
+from citynode.device.boards import get_board
 from citynode.cli import main
-from citynode.hwsim.esp32rom import Esp32RomSim
-from citynode.hwsim.vnode import HOST_DIR, VirtualNode, micropython_exe
+from citynode.sim.hwsim.esp32rom import Esp32RomSim
+from citynode.sim.hwsim.vnode import HOST_DIR, VirtualNode, micropython_exe
 
 CHIP_ID = {"esp32": 0, "esp32s3": 9}  # the ESP image header's chip id (byte 12)
 SIZES = {"4MB": 4 << 20, "8MB": 8 << 20, "16MB": 16 << 20}
@@ -69,7 +69,7 @@ def bring_up(name: str, mip_index: str, tmp: Path, uplinks: int = 3, timeout: fl
         if board.radio.get("type") in ("lora-e5", "rak3172"):
             # known gap (issue 11): the AT-modem link has no time service yet (RAK3172 AT+TIMEREQ, the E5's
             # equivalent), so on these boards the clock starts set, as if a GPS or NTP had set it
-            from citynode.hwsim.virtual_board import START_S
+            from citynode.sim.hwsim.virtual_board import START_S
 
             node.hw["start_s"] = START_S
             node._write_hw()

@@ -12,7 +12,7 @@ import binascii
 
 from cnode.encoder import Encoder, pack
 from cnode.mqttlink import LinkDown, MqttLink
-from citynode.hwsim import network  # the port's network.WLAN, strict
+from citynode.sim.hwsim import network  # the port's network.WLAN, strict
 
 
 def deadline_passed(t0, ms):

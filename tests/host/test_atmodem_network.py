@@ -1,12 +1,12 @@
-"""What reached the network through the AT-modem twins decodes (citynode.payload.decode_frame, cbor2) to every
+"""What reached the network through the AT-modem twins decodes (citynode.payload.frame.decode_frame, cbor2) to every
 sample the node measured in a simulated day: each at least once, with its values."""
 from __future__ import annotations
 
 import pytest
 
 from atmodem_day import Day, fault_script
-from citynode.payload import decode_frame
-from citynode.registry import EPOCH_2000
+from citynode.payload.frame import decode_frame
+from citynode.payload.channels import EPOCH_2000
 
 
 def _expected(times):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from citynode.hwsim import bluetooth, virtual_board
-from citynode.hwsim.clock import VirtualClock
-from citynode.payload import decode_frame
+from citynode.sim.hwsim import bluetooth, virtual_board
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.payload.frame import decode_frame
 from cnode.config import Keys
 from cnode.nvsfile import NVS
 from cnode.runner import sleep_deep
@@ -55,7 +55,7 @@ def test_without_k_the_same_street_reports_its_quiet_windows_as_they_are(tmp_pat
 
 
 def test_the_t_beam_counts_pedestrians_by_ble_with_k_5(tmp_path, monkeypatch):
-    from citynode.boards import get_board
+    from citynode.device.boards import get_board
 
     entry = next(s for s in get_board("tbeam").sensors if s["driver"] == "blecount")
     assert entry["bus"] == "ble" and entry["k_min"] >= 5

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from citynode.boards import BOARDS_DIR, BoardError, load_board_file
+from citynode.device.boards import BOARDS_DIR, BoardError, load_board_file
 from citynode.cli import main
 
 
@@ -41,7 +41,7 @@ def test_a_bad_option_names_the_board_file_the_sensor_and_the_option(tmp_path, o
 
 
 def test_flash_refuses_a_board_file_with_a_bad_option_in_one_line(tmp_path, monkeypatch, capsys):
-    import citynode.boards as boards
+    import citynode.device.boards as boards
 
     for f in BOARDS_DIR.glob("*.json"):
         (tmp_path / f.name).write_text(f.read_text())

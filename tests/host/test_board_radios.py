@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from citynode.hwsim import lora_lib as driver
-from citynode.hwsim import machine as hw
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.radio import Air
+from citynode.sim.hwsim import lora_lib as driver
+from citynode.sim.hwsim import machine as hw
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.radio import Air
 from cnode.loraradio import radio
 
 BOARDS = Path(__file__).resolve().parents[2] / "boards"
@@ -29,12 +29,12 @@ def _board(name: str) -> dict:
 def _twin(r: dict, clock, air, **over):
     p = r["pins"]
     if r["type"] == "sx1276":
-        from citynode.hwsim.twin_sx127x import SX1276Twin
+        from citynode.sim.hwsim.twin_sx127x import SX1276Twin
 
         kw = dict(reset=p["reset"], dio0=p["dio0"], dio1=p["dio1"], pa_pin=r["tx_ant"])
         kw.update(over)
         return SX1276Twin(clock, air, p["sck"], p["cs"], **kw)
-    from citynode.hwsim.twin_sx126x import SX1262Twin
+    from citynode.sim.hwsim.twin_sx126x import SX1262Twin
 
     kw = dict(dio1=p["dio1"], reset=p["reset"], tcxo_mv=r.get("dio3_tcxo_millivolts"))
     kw.update(over)
@@ -111,7 +111,7 @@ def test_before_deep_sleep_the_radio_sleeps_and_its_rails_are_off(name, lora_lib
     from cnode.config import Keys
     from cnode.nvsfile import NVS
 
-    from citynode.hwsim import virtual_board
+    from citynode.sim.hwsim import virtual_board
 
     monkeypatch.chdir(tmp_path)
     Keys(NVS("cn_keys")).set(bytes.fromhex("70b3d57ed00000ab"), bytes(8), bytes(range(16)))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from citynode.boards import get_board
-from citynode.flash import install_app
-from citynode.hwsim.vnode import VirtualNode
+from citynode.device.boards import get_board
+from citynode.device.flash import install_app
+from citynode.sim.hwsim.vnode import VirtualNode
 
 MIP_INDEX = Path(__file__).resolve().parents[3] / "shared" / "mip-index"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from citynode.bridge import BATCH, convert, parse_broker
+from citynode.bridge.core import BATCH, convert, parse_broker
 from citynode.errors import InputError
-from citynode.payload import encode
+from citynode.payload.frame import encode
 from mqttkit import BridgeProc, Collector, Mosquitto, chirpstack_event, publish_all, ttn_message
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def test_decodes_and_republishes_exactly(broker):
 
 
 def test_status_answers_are_published_and_update_the_registry_counters(broker, tmp_path):
-    from citynode.registry_db import Registry
+    from citynode.device.registry import Registry
     from cnode import downlink as node
 
     reg = tmp_path / "fleet.db"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from citynode.bridge import device_name_ok
-from citynode.payload import encode
+from citynode.bridge.core import device_name_ok
+from citynode.payload.frame import encode
 from mqttkit import BridgeProc, Collector, Mosquitto, publish_all
 
 T = 1546300800

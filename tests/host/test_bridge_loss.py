@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from citynode.bridge_state import DeliveryState
-from citynode.payload import encode
+from citynode.bridge.state import DeliveryState
+from citynode.payload.frame import encode
 from mqttkit import BridgeProc, Collector, Mosquitto, publish_all, ttn_message
 
 T = 1546300800

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from citynode.boards import get_board
+from citynode.device.boards import get_board
 from citynode.energy import model
 from citynode.energy.budget import budget, shortest_interval
 from citynode.energy.run import BudgetError, run, with_sensors

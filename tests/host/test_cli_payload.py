@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from citynode.cli import main
-from citynode.registry import CHANNELS
+from citynode.payload.channels import CHANNELS
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "payload.json").read_text())
@@ -140,7 +140,7 @@ def test_encode_refuses_non_finite_values_and_absurd_times_in_one_line(monkeypat
 
 
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
-    import citynode.cmd_payload as cmd
+    import citynode.cli.payload as cmd
 
     def boom(args):
         raise RuntimeError("something we did not foresee")
@@ -177,7 +177,7 @@ def test_ctrl_c_while_the_commands_load_is_one_line(monkeypatch, capsys):
 def test_csv_cells_that_start_like_a_formula_are_neutralised(monkeypatch, capsys):
     import base64
 
-    from citynode.outputs import cell
+    from citynode.payload.outputs import cell
 
     assert [cell(x) for x in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "node-1", "")] == [
         "'=1+1", "'+1", "'-1", "'@SUM(A1)", "'\tx", "node-1", ""]
@@ -193,7 +193,7 @@ def test_csv_cells_that_start_like_a_formula_are_neutralised(monkeypatch, capsys
 
 
 def test_a_huge_input_line_is_skipped_with_one_error_and_the_next_line_decodes(monkeypatch, capsys):
-    from citynode.cmd_payload import MAX_LINE
+    from citynode.cli.payload import MAX_LINE
 
     good = json.loads((ROOT / "tests" / "vectors" / "payload.json").read_text())[0]["frames"][0]
     stdin = "x" * (3 * MAX_LINE) + "\n" + good + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from citynode.cli_reference import MARK, commands, markdown
+from citynode.cli.reference import MARK, commands, markdown
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 

@@ -13,14 +13,14 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citynode import commands
+from citynode.payload import downlink as commands
 from citynode.cli import main
-from citynode.commands import COMMANDS
-from citynode.codec import TTN_SIZE_LIMIT, device_repo_yaml, generate
-from citynode.decoder import Stats, decode_uplink
-from citynode.payload import FPORT, PayloadError, decode_frame, encode
-from citynode.registry import CHANNELS, EPOCH_2000, FLAG_NAMES
-from citynode.uplink import Uplink
+from citynode.payload.downlink import COMMANDS
+from citynode.payload.codec import TTN_SIZE_LIMIT, device_repo_yaml, generate
+from citynode.payload.decode import Stats, decode_uplink
+from citynode.payload.frame import FPORT, PayloadError, decode_frame, encode
+from citynode.payload.channels import CHANNELS, EPOCH_2000, FLAG_NAMES
+from citynode.payload.uplink import Uplink
 from cnode.encoder import Encoder, pack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,7 +227,7 @@ def test_cbor_variants_agree(codecs):
 
 
 def series_frames(rnd: random.Random, limit: int) -> list[bytes]:
-    """A random sample series (registry channels, gaps, spikes, nulls, flags) through citynode.payload.encode."""
+    """A random sample series (registry channels, gaps, spikes, nulls, flags) through citynode.payload.frame.encode."""
     chans = rnd.sample(CHANNELS, rnd.randint(1, 8))
     n = rnd.randint(1, 60)
     t = rnd.randint(EPOCH_2000, EPOCH_2000 + (1 << 31) - 1 - 10**7)
@@ -290,7 +290,7 @@ SEEDS = st.integers(0, 2**32 - 1)
 @settings(max_examples=40, deadline=None)
 @given(SEEDS)
 def test_generated_series_agree(codecs, seed):
-    """Random sample series through citynode.payload.encode (the firmware encoder), 50 series per example."""
+    """Random sample series through citynode.payload.frame.encode (the firmware encoder), 50 series per example."""
     rnd = random.Random(seed)
     frames: list[bytes] = []
     for _ in range(50):
@@ -361,7 +361,7 @@ def test_random_bytes_agree(codecs, payloads):
 
 
 def test_encode_downlink_matches_citynode_commands(codecs):
-    """encodeDownlink gives the bytes of citynode.commands.encode, or an error where it raises."""
+    """encodeDownlink gives the bytes of citynode.payload.downlink.encode, or an error where it raises."""
     names = list(COMMANDS) + ["no_such_command"]
     args = [None, True, False, 0, 1, 5, 6, 9, 10, 600, 86400, 86401, -1, 2**32, 1.5, "co2", "pm10", "nope", 17, 18, 27]
     counters = [1, 7, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 0, 2**32, -3]

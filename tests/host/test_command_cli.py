@@ -8,9 +8,9 @@ import json
 import pytest
 
 from citynode.cli import main
-from citynode.commands import decode_status
-from citynode.hwsim import nvs as nvsim
-from citynode.registry_db import Registry
+from citynode.payload.downlink import decode_status
+from citynode.sim.hwsim import nvs as nvsim
+from citynode.device.registry import Registry
 from cnode import downlink as node
 from cnode.config import Config
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from citynode import commands
-from citynode.commands import COMMANDS, FPORT, CommandError, decode_command, decode_status, encode
-from citynode.hwsim import nvs as nvsim
+from citynode.payload import downlink as commands
+from citynode.payload.downlink import COMMANDS, FPORT, CommandError, decode_command, decode_status, encode
+from citynode.sim.hwsim import nvs as nvsim
 from cnode import downlink as node
 from cnode.config import Config
 
@@ -109,7 +109,7 @@ def test_tables_for_the_codec():
 
 
 def test_generated_js_codec_builds_the_same_bytes(tmp_path):
-    from citynode.codec import generate
+    from citynode.payload.codec import generate
 
     path = tmp_path / "citynode.js"
     path.write_text(generate("ttn"))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from citynode import commands
-from citynode.hwsim import machine as hw
-from citynode.hwsim import virtual_board
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_uart_pm import SDS011Twin
+from citynode.payload import downlink as commands
+from citynode.sim.hwsim import machine as hw
+from citynode.sim.hwsim import virtual_board
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_uart_pm import SDS011Twin
 from cnode.config import Keys
 from cnode.nvsfile import NVS
 
@@ -105,7 +105,7 @@ def test_disable_channel_by_downlink_removes_it_from_the_frames(node):
     ns.queue_downlink(DEV, 3, commands.encode("disable_channel", "pm10", counter=5))
     run(26)
     dev = ns.devices[DEV]
-    from citynode.payload import decode_frame
+    from citynode.payload.frame import decode_frame
 
     last = [u for u in dev.uplinks if u.port == 2][-1]
     samples, _ = decode_frame(last.data)

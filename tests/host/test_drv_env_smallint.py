@@ -12,8 +12,8 @@ import struct
 
 import cnode  # noqa: F401
 from cnode.drivers import bme280, dnms, scd4x, sht4x
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_bme280 import VECTOR_H, VECTOR_P, VECTOR_T, BME280Twin
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_bme280 import VECTOR_H, VECTOR_P, VECTOR_T, BME280Twin
 
 LIMIT = 1 << 30
 

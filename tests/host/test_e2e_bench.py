@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from bringup import bring_up
-from citynode.hwsim.twin_bme280 import diurnal
-from citynode.hwsim.virtual_board import START_S, _pm
+from citynode.sim.hwsim.twin_bme280 import diurnal
+from citynode.sim.hwsim.virtual_board import START_S, _pm
 
 BOARDS = ("heltec-wifi-lora-32-v2", "heltec-wifi-lora-32-v3", "ttgo-lora32-v2.1", "tbeam", "esp32-devkit-lora-e5",
           "virtual")

@@ -9,9 +9,9 @@ import pytest
 
 from citynode.energy import battery, model
 from citynode.energy.meter import Meter
-from citynode.hwsim import machine as hw
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.power import Powered
+from citynode.sim.hwsim import machine as hw
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.power import Powered
 
 FAKE = {
     "parts": {
@@ -144,9 +144,9 @@ def test_lightsleep_loses_what_a_uart_receives_and_tells_the_cpu_state():
 
 @pytest.mark.mipindex
 def test_the_sx1276_twin_reports_what_the_driver_sets(lora_lib):
-    from citynode.hwsim import lora_lib as driver
-    from citynode.hwsim.radio import Air
-    from citynode.hwsim.twin_sx127x import SX1276Twin
+    from citynode.sim.hwsim import lora_lib as driver
+    from citynode.sim.hwsim.radio import Air
+    from citynode.sim.hwsim.twin_sx127x import SX1276Twin
     from cnode.loraradio import radio
 
     clock = VirtualClock()
@@ -172,8 +172,8 @@ def test_the_sx1276_twin_reports_what_the_driver_sets(lora_lib):
 
 
 def test_the_sx1262_twin_stays_on_its_ldo_unless_the_dcdc_is_selected():
-    from citynode.hwsim.radio import Air
-    from citynode.hwsim.twin_sx126x import SX1262Twin
+    from citynode.sim.hwsim.radio import Air
+    from citynode.sim.hwsim.twin_sx126x import SX1262Twin
 
     clock = VirtualClock()
     hw.use(clock, "esp32s3")
@@ -190,8 +190,8 @@ def test_the_sx1262_twin_stays_on_its_ldo_unless_the_dcdc_is_selected():
 def test_the_sx1262_twin_reports_tx_by_the_pa_set_up():
     """TX current follows the PA configuration (DS 13.1.14.1): micropython-lib keeps the +22 dBm set-up for any
     power but 20/17/14 dBm (HP rows), and uses the optimal settings for those (HPOPT rows)."""
-    from citynode.hwsim.radio import Air
-    from citynode.hwsim import twin_sx126x as T
+    from citynode.sim.hwsim.radio import Air
+    from citynode.sim.hwsim import twin_sx126x as T
 
     clock = VirtualClock()
     hw.use(clock, "esp32s3")
@@ -213,7 +213,7 @@ def test_the_sx1262_twin_reports_tx_by_the_pa_set_up():
 def test_a_deep_sleeping_fleet_node_naps_its_pm_warm_up():
     """The fleet's node is built as the Runner builds it: the SDS011's 30 s warm-up is light sleep, and the
     battery channel reads the cell curve at the charge the meter counted."""
-    from citynode.fleet.sim import SimConfig, Simulation
+    from citynode.sim.fleet.sim import SimConfig, Simulation
 
     sim = Simulation(SimConfig(nodes=1, days=0.05, deep_sleep=True, drain_s=0))
     res = sim.run()

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from citynode.boards import get_board
+from citynode.device.boards import get_board
 from citynode.energy import model
 from citynode.energy.run import run
 

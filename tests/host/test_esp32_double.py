@@ -1,6 +1,6 @@
 """The hardware double against the ESP32 port's reference (../shared/docs/esp32-api.md, read from MicroPython
 1.26.1's C sources): its tables' constants, pin sets, limits and quoted errors are parsed (esp32doc.py) and the
-double (citynode.hwsim.machine, .esp32, .nvs, .network, .bluetooth) must match them, so it cannot drift from the
+double (citynode.sim.hwsim.machine, .esp32, .nvs, .network, .bluetooth) must match them, so it cannot drift from the
 port again. Plus the watchdog biting in virtual time (no document needed)."""
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import esp32doc as D
 import pytest
 
-from citynode.hwsim import bluetooth as B
-from citynode.hwsim import esp32 as E
-from citynode.hwsim import machine as M
-from citynode.hwsim import network as W
-from citynode.hwsim import nvs as N
-from citynode.hwsim.clock import VirtualClock, gmtime
+from citynode.sim.hwsim import bluetooth as B
+from citynode.sim.hwsim import esp32 as E
+from citynode.sim.hwsim import machine as M
+from citynode.sim.hwsim import network as W
+from citynode.sim.hwsim import nvs as N
+from citynode.sim.hwsim.clock import VirtualClock, gmtime
 
 DOC = D.DOC
 _row = D.row
@@ -72,8 +72,8 @@ def test_every_constant_the_doc_lists_is_the_ports():
                     got = getattr(obj, name, "missing")
                     assert got == value and type(got) is type(value), (head, api, name, value, got)
                     seen.setdefault(getattr(obj, "__name__", head), set()).add(name)
-    for where in ("citynode.hwsim.machine", "Pin", "UART", "SPI", "ADC", "citynode.hwsim.esp32",
-                  "citynode.hwsim.network"):
+    for where in ("citynode.sim.hwsim.machine", "Pin", "UART", "SPI", "ADC", "citynode.sim.hwsim.esp32",
+                  "citynode.sim.hwsim.network"):
         assert seen.get(where), (where, sorted(seen))
     assert sum(len(v) for v in seen.values()) >= 50, seen  # 58 today: the parser still reads the tables
 
@@ -387,7 +387,7 @@ def test_before_deep_sleep_the_rails_go_off_and_stay_off(clock, name):
     import json
 
     from cnode.board import Hardware
-    from citynode.hwsim.twin_axp192 import AXP192Twin
+    from citynode.sim.hwsim.twin_axp192 import AXP192Twin
 
     board = json.loads((Path(__file__).resolve().parents[2] / "boards" / f"{name}.json").read_text())
     M.use(clock, board["chip"])
@@ -485,7 +485,7 @@ def test_the_runner_arms_the_watchdog_first_and_a_crash_never_ends_in_the_repl(t
 
 @esp32doc
 def test_wlan_is_the_ports(clock):
-    from citynode.hwsim import network as W
+    from citynode.sim.hwsim import network as W
 
     consts = D.constants(_row("network.WLAN (ESP32)", "network.*"))
     assert len(consts) >= 10
@@ -511,8 +511,8 @@ def test_wlan_is_the_ports(clock):
 
 @esp32doc
 def test_ble_scanning_is_the_ports_and_feeds_the_counter(clock):
-    from citynode.hwsim import bluetooth as B
-    from citynode.hwsim.twin_mobility import BleCrowd
+    from citynode.sim.hwsim import bluetooth as B
+    from citynode.sim.hwsim.twin_mobility import BleCrowd
     from cnode.drivers.blecount import BleCounter
 
     B.reset()

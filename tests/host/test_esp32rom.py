@@ -11,7 +11,7 @@ import pytest
 from esptool import cmds
 from esptool.util import FatalError
 
-from citynode.hwsim.esp32rom import Esp32RomSim, SlipDecoder, checksum, slip_encode
+from citynode.sim.hwsim.esp32rom import Esp32RomSim, SlipDecoder, checksum, slip_encode
 
 SYNC_PAYLOAD = b"\x07\x07\x12\x20" + b"\x55" * 32
 

@@ -6,9 +6,9 @@ import stat
 
 import pytest
 
-from citynode import registry_db
+from citynode.device import registry as registry_db
 from citynode.cli import main
-from citynode.registry_db import Registry
+from citynode.device.registry import Registry
 
 # Two fixed identities (typed here, as a network-server operator would see them).
 EUIS = ["0018B20000000101", "0018B20000000102"]

@@ -20,13 +20,13 @@ from types import SimpleNamespace
 import pytest
 import serial
 
-from citynode import flash as flash_mod
-from citynode.boards import BoardError, get_board, load_board_file, load_boards
+from citynode.device import flash as flash_mod
+from citynode.device.boards import BoardError, get_board, load_board_file, load_boards
 from citynode.cli import main
-from citynode.flash import (MARKER, FlashError, JobProgress, compile_app, fetch_image, find_port, image_chip,
+from citynode.device.flash import (MARKER, FlashError, JobProgress, compile_app, fetch_image, find_port, image_chip,
                             install_app, monitor, write_image)
-from citynode.hwsim.esp32rom import Esp32RomSim
-from citynode.hwsim.vnode import VirtualNode, micropython_exe
+from citynode.sim.hwsim.esp32rom import Esp32RomSim
+from citynode.sim.hwsim.vnode import VirtualNode, micropython_exe
 
 BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 MIP_INDEX = Path(__file__).resolve().parents[3] / "shared" / "mip-index"
@@ -321,7 +321,7 @@ def test_ctrl_c_during_the_image_leaves_it_unverified(fw_file):
 
 
 def test_ctrl_c_on_the_cli_says_the_board_is_unfinished(monkeypatch, capsys):
-    import citynode.cmd_flash as cmd
+    import citynode.cli.flash as cmd
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -582,7 +582,7 @@ def test_the_firmware_selftest_table_is_shown_and_its_failures_count(app_src):
         assert (node.fs / MARKER).exists()
 
 
-# -- micropython-lib's radio drivers (citynode.mip) -----------------------------------------------------------
+# -- micropython-lib's radio drivers (citynode.device.mip) -----------------------------------------------------------
 def _sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
@@ -598,7 +598,7 @@ def _closed_port() -> int:
 @pytest.mark.mipindex
 def test_install_app_installs_the_radio_drivers_and_the_selftest_imports_them(app_src, mip_url, tmp_path):
     """...over a stale .py of a hand install (mip --no-mpy), which would shadow the .mpy: it is removed."""
-    from citynode.mip import driver_files
+    from citynode.device.mip import driver_files
 
     board = get_board("ttgo-lora32-v2.1", BOARDS_DIR)
     want = {dest: hashlib.sha256(data).hexdigest() for dest, data in driver_files(board, mip_url, cache=tmp_path)}
@@ -697,7 +697,7 @@ def test_flash_fetches_the_drivers_before_writing_anything(app_src, fw_file, cap
 @pytest.mark.mipindex
 def test_full_flash_of_a_heltec_v2_installs_the_drivers_from_the_index_over_http(app_src, fw_file, capsys,
                                                                                  mip_url, tmp_path):
-    from citynode.mip import driver_files
+    from citynode.device.mip import driver_files
 
     board = get_board("heltec-wifi-lora-32-v2", BOARDS_DIR)
     want = {dest: hashlib.sha256(data).hexdigest()
@@ -736,7 +736,7 @@ def test_monitor_holds_the_port_so_another_tool_is_told_it_is_busy():
 
     import serial
 
-    from citynode.flash import monitor
+    from citynode.device.flash import monitor
 
     master, slave = os.openpty()
     path = os.ttyname(slave)

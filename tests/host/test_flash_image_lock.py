@@ -1,4 +1,4 @@
-"""`citynode flash` pins a MicroPython image on first use (citynode.imagelock): the first download's SHA-256 goes
+"""`citynode flash` pins a MicroPython image on first use (citynode.device.imagelock): the first download's SHA-256 goes
 into the image lock and is said once, later flashes verify against it silently, and a changed image is refused
 before anything reaches the board. The network is a stand-in that serves the board files' image URLs from memory
 (nothing is downloaded from the internet); the board is the simulated ROM loader (real esptool) and, for the help
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from citynode.boards import get_board
+from citynode.device.boards import get_board
 from citynode.cli import build_parser, main
-from citynode.hwsim.esp32rom import Esp32RomSim
+from citynode.sim.hwsim.esp32rom import Esp32RomSim
 
 from bringup import SIZES, fake_image
 
@@ -138,7 +138,7 @@ def test_a_board_file_that_pins_a_sha256_is_checked_against_it_and_the_lock_is_l
     import hashlib
     import shutil
 
-    from citynode import boards
+    from citynode.device import boards
 
     folder = tmp_path / "boards"
     folder.mkdir()
@@ -185,7 +185,7 @@ def test_every_help_example_of_flash_works_when_pasted(example, net, capsys):
     """Each example of `citynode flash --help` as printed, with the board in hand: /dev/ttyUSB0 is the
     simulated ROM loader, the REPL comes back on the virtual node's pty (--repl-port, as native USB does) and
     ~/mirror/micropython-lib is a local copy of the index. First use pins the image."""
-    from citynode.hwsim.vnode import VirtualNode
+    from citynode.sim.hwsim.vnode import VirtualNode
 
     name = example[example.index("--board") + 1]
     board = get_board(name)

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citynode.cli import main
-from citynode.decoder import Deduplicator, Stats, decode_uplink
-from citynode.payload import PayloadError, decode_frame
-from citynode.uplink import UplinkError, parse_line
+from citynode.payload.decode import Deduplicator, Stats, decode_uplink
+from citynode.payload.frame import PayloadError, decode_frame
+from citynode.payload.uplink import UplinkError, parse_line
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES = [bytes.fromhex(f) for v in json.loads((ROOT / "tests" / "vectors" / "payload.json").read_text())

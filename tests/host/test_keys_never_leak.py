@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from citynode.registry_db import Device, Registry
+from citynode.device.registry import Device, Registry
 from provision_vnode import VirtualNode
 
 CITYNODE = str(Path(sys.executable).with_name("citynode"))

@@ -9,11 +9,11 @@ import zlib
 import pytest
 import segno
 
-from citynode import registry_db
+from citynode.device import registry as registry_db
 from citynode.cli import main
 from citynode.errors import InputError
-from citynode.label import tr005_payload
-from citynode.registry_db import Registry
+from citynode.device.label import tr005_payload
+from citynode.device.registry import Registry
 
 DEV_EUI = "0018B20000000101"
 JOIN_EUI = "70B3D57ED0000010"

@@ -9,9 +9,9 @@ import struct
 import subprocess
 from pathlib import Path
 
-from citynode import netserver as NS
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.radio import Air, SimModem
+from citynode.sim import netserver as NS
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.radio import Air, SimModem
 from cnode.lorawan.mac import Mac
 from cnode.lorawan.store import DictStore
 

@@ -1,4 +1,4 @@
-"""citynode.mip: micropython-lib's radio drivers from a mip index (served over HTTP on loopback as the public one
+"""citynode.device.mip: micropython-lib's radio drivers from a mip index (served over HTTP on loopback as the public one
 is), pinned by mip-lock.json, verified, compiled, cached; the bad indexes a technician can meet are one line each."""
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from citynode import mip
-from citynode.boards import get_board, load_boards
-from citynode.flash import FlashError
-from citynode.hwsim.vnode import micropython_exe
-from citynode.mip import (LOCK_FILE, MipError, compile_sources, driver_files, fetch_sources, load_lock, make_lock,
+from citynode.device import mip
+from citynode.device.boards import get_board, load_boards
+from citynode.device.flash import FlashError
+from citynode.sim.hwsim.vnode import micropython_exe
+from citynode.device.mip import (LOCK_FILE, MipError, compile_sources, driver_files, fetch_sources, load_lock, make_lock,
                           packages_for)
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from citynode.payload import decode_frame
-from citynode.registry import BY_ID, EPOCH_2000
-from citynode.runtime import run_mp
+from citynode.payload.frame import decode_frame
+from citynode.payload.channels import BY_ID, EPOCH_2000
+from citynode.sim.runtime import run_mp
 from cnode.encoder import Encoder, pack
 
 MOSQUITTO = "/usr/sbin/mosquitto"

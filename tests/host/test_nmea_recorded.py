@@ -103,9 +103,9 @@ def test_byte_stream_in_small_chunks_gives_same_counts():
 
 @pytest.mark.recorded
 def test_log_replayed_through_uart_twin_at_line_rate():
-    from citynode.hwsim import machine
-    from citynode.hwsim.clock import VirtualClock
-    from citynode.hwsim.twin_gps import GpsTwin
+    from citynode.sim.hwsim import machine
+    from citynode.sim.hwsim.clock import VirtualClock
+    from citynode.sim.hwsim.twin_gps import GpsTwin
 
     path = DATA / "skytraq-dgps.log"
     ref = _reference(path)

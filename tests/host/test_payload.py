@@ -8,9 +8,9 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from citynode import payload
-from citynode.payload import PayloadError, decode_frame, encode
-from citynode.registry import BY_ID, BY_NAME, CHANNELS, EPOCH_2000
+from citynode.payload import frame as payload
+from citynode.payload.frame import PayloadError, decode_frame, encode
+from citynode.payload.channels import BY_ID, BY_NAME, CHANNELS, EPOCH_2000
 from cnode import channels as fw_channels
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_uart_pm import (PMS5003Twin, RecordedSeries, SDS011Twin, SPS30Twin)
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_uart_pm import (PMS5003Twin, RecordedSeries, SDS011Twin, SPS30Twin)
 from cnode.drivers.errors import SensorError
 from cnode.drivers.pms5003 import PMS5003
 from cnode.drivers.sds011 import SDS011

@@ -14,15 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from citynode import flash as flash_mod
-from citynode import node_keys, production
-from citynode.boards import get_board
+from citynode.device import flash as flash_mod
+from citynode.device import keys as node_keys
+from citynode.device import production
+from citynode.device.boards import get_board
 from citynode.cli import main
-from citynode.flash import FlashError, install_app, write_image
-from citynode.hwsim.esp32rom import Esp32RomSim
-from citynode.hwsim.vnode import VirtualNode
-from citynode.registry_db import Registry
-from citynode.runtime import FIRMWARE_DIR
+from citynode.device.flash import FlashError, install_app, write_image
+from citynode.sim.hwsim.esp32rom import Esp32RomSim
+from citynode.sim.hwsim.vnode import VirtualNode
+from citynode.device.registry import Registry
+from citynode.sim.runtime import FIRMWARE_DIR
 
 CITYNODE = str(Path(sys.executable).with_name("citynode"))
 STOCK_BOOT_PY = ("# This file is executed on every boot (including wake-boot from deepsleep)\n#import esp\n"

@@ -8,13 +8,13 @@ import subprocess
 
 import pytest
 
-from citynode.hwsim import lora_lib as driver
-from citynode.hwsim import machine as hw
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.radio import Air
-from citynode.hwsim.twin_sx126x import SX1262Twin
-from citynode.hwsim.twin_sx127x import SX1276Twin
-from citynode.runtime import FIRMWARE_DIR, HOST_DIR, micropython_exe
+from citynode.sim.hwsim import lora_lib as driver
+from citynode.sim.hwsim import machine as hw
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.radio import Air
+from citynode.sim.hwsim.twin_sx126x import SX1262Twin
+from citynode.sim.hwsim.twin_sx127x import SX1276Twin
+from citynode.sim.runtime import FIRMWARE_DIR, HOST_DIR, micropython_exe
 
 pytestmark = pytest.mark.mipindex
 UP = {"freq_khz": 868100, "sf": 7, "bw": "125", "coding_rate": 5, "preamble_len": 8, "syncword": 0x34,
@@ -196,9 +196,9 @@ def test_sx1262_without_its_tcxo_cannot_start_the_oscillator(sx1262):
 def test_both_twins_under_micropython(lora_lib, tmp_path):
     script = tmp_path / "twins.py"
     script.write_text(
-        "from citynode.hwsim import machine as hw, lora_lib\n"
-        "from citynode.hwsim.clock import VirtualClock\nfrom citynode.hwsim.radio import Air\n"
-        "from citynode.hwsim.twin_sx127x import SX1276Twin\nfrom citynode.hwsim.twin_sx126x import SX1262Twin\n"
+        "from citynode.sim.hwsim import machine as hw, lora_lib\n"
+        "from citynode.sim.hwsim.clock import VirtualClock\nfrom citynode.sim.hwsim.radio import Air\n"
+        "from citynode.sim.hwsim.twin_sx127x import SX1276Twin\nfrom citynode.sim.hwsim.twin_sx126x import SX1262Twin\n"
         "from cnode.loraradio import radio\n"
         "UP = {'freq_khz': 868100, 'sf': 12, 'bw': '125', 'coding_rate': 5, 'preamble_len': 8, 'syncword': 0x34,"
         " 'output_power': 14, 'crc_en': True, 'invert_iq_tx': False, 'invert_iq_rx': True}\n"

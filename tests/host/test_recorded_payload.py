@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from citynode.datasets import aberdeen_january
-from citynode.payload import DR_LIMITS, decode_frame, encode
-from citynode.registry import BY_NAME
+from citynode.sim.datasets import aberdeen_january
+from citynode.payload.frame import DR_LIMITS, decode_frame, encode
+from citynode.payload.channels import BY_NAME
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import serial
 
-from citynode import flash as flash_mod
-from citynode.boards import get_board
+from citynode.device import flash as flash_mod
+from citynode.device.boards import get_board
 from citynode.cli import main
-from citynode.hwsim.esp32rom import Esp32RomSim
-from citynode.hwsim.vnode import VirtualNode
+from citynode.sim.hwsim.esp32rom import Esp32RomSim
+from citynode.sim.hwsim.vnode import VirtualNode
 
 from bringup import SIZES, fake_image
 
@@ -47,7 +47,7 @@ def _read_until(port: str, text: str, limit_s: float) -> str:
 @pytest.fixture
 def reflash_resets_the_node(monkeypatch):
     """After esptool wrote and verified the image, the chip resets and boots what is on its filesystem; NVS is
-    erased by the image write (citynode.production). The simulated ROM loader is not the virtual node, so this
+    erased by the image write (citynode.device.production). The simulated ROM loader is not the virtual node, so this
     does both to the node in `nodes` after each write_image."""
     nodes: list[VirtualNode] = []
     real = flash_mod.write_image

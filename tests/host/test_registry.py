@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from citynode import registry_db
+from citynode.device import registry as registry_db
 from citynode.cli import main
 from citynode.errors import CitynodeError, InputError
-from citynode.registry_db import Registry
+from citynode.device.registry import Registry
 
 CITYNODE = str(Path(sys.executable).with_name("citynode"))
 HEX16 = re.compile(r"^[0-9A-F]{16}$")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from citynode import registry_db
+from citynode.device import registry as registry_db
 from citynode.cli import main
 from citynode.errors import CitynodeError
-from citynode.registry_db import Registry
+from citynode.device.registry import Registry
 from provision_vnode import VirtualNode
 
 CITYNODE = str(Path(sys.executable).with_name("citynode"))

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from citynode.cli import main
-from citynode.registry import BY_NAME
+from citynode.payload.channels import BY_NAME
 from cnode.drivers.sds011 import SDS011
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sensor-community" / "2019-01-aberdeen"
 
 pytestmark = pytest.mark.recorded
 
-# archive columns -> channels, read here on their own (not through citynode.datasets, which the replay uses)
+# archive columns -> channels, read here on their own (not through citynode.sim.datasets, which the replay uses)
 COLUMNS = {"sds011": {"P1": "pm10", "P2": "pm2_5"},
            "bme280": {"temperature": "temperature", "humidity": "humidity", "pressure": "pressure"}}
 REPLAYED = ("pm2_5", "pm10", "temperature", "humidity", "pressure")  # the channels the files record
@@ -53,9 +53,9 @@ def window_s() -> float:
     checks and, where they differ, sets reporting mode and working period (up to 4 exchanges), then the query;
     each waits at most the driver's time-out for its answer. The BME280's forced measurement follows, at most its
     max_ms. The twins read the recording at the true moment of each reading (sample and hold)."""
-    from citynode.hwsim import machine as hw
-    from citynode.hwsim.clock import VirtualClock
-    from citynode.hwsim.twin_bme280 import BME280Twin
+    from citynode.sim.hwsim import machine as hw
+    from citynode.sim.hwsim.clock import VirtualClock
+    from citynode.sim.hwsim.twin_bme280 import BME280Twin
     from cnode.drivers.bme280 import BME280
 
     clock = VirtualClock()
@@ -117,7 +117,7 @@ def test_every_replayed_value_lies_within_its_window(record, tmp_path, runtime, 
 
 
 def test_the_replay_starts_when_every_recorded_channel_has_a_value(record):
-    from citynode.cmd_simulate import replay_series
+    from citynode.cli.simulate import replay_series
 
     files, rec = record
     start = replay_series(files)[0]
@@ -128,8 +128,8 @@ def test_the_replay_starts_when_every_recorded_channel_has_a_value(record):
 def test_the_window_spans_every_reading(record):
     """The window the check uses holds the moment every replayed sensor was read for each sample (the twins'
     series calls, per node), and the simulated node reads each sensor once per sample."""
-    from citynode.cmd_simulate import replay_series
-    from citynode.fleet.sim import SimConfig, Simulation
+    from citynode.cli.simulate import replay_series
+    from citynode.sim.fleet.sim import SimConfig, Simulation
 
     files, _ = record
     start, env, pm, _ = replay_series(files)

@@ -5,8 +5,8 @@ import copy
 import json
 from pathlib import Path
 
-from citynode.hwsim import virtual_board
-from citynode.hwsim.clock import VirtualClock
+from citynode.sim.hwsim import virtual_board
+from citynode.sim.hwsim.clock import VirtualClock
 from cnode.runner import sleep_deep
 
 BOARD = json.loads((Path(__file__).resolve().parents[2] / "boards" / "virtual.json").read_text())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from citynode.fleet.scheduler import Scheduler, TaskClock
+from citynode.sim.fleet.scheduler import Scheduler, TaskClock
 
 
 def test_events_interleave_in_virtual_time_order():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cnode.board import value_text
-from citynode.boards import get_board
-from citynode.flash import install_app
-from citynode.hwsim.vnode import VirtualNode
-from citynode.registry import CHANNELS
+from citynode.device.boards import get_board
+from citynode.device.flash import install_app
+from citynode.sim.hwsim.vnode import VirtualNode
+from citynode.payload.channels import CHANNELS
 
 
 @pytest.mark.parametrize("ch", CHANNELS, ids=lambda c: c.name)

@@ -8,8 +8,8 @@ import stat
 import pytest
 
 from citynode.cli import main
-from citynode.fleet.sim import SimConfig, Simulation, duty_cycle_use
-from citynode.payload import decode_frame  # noqa: F401
+from citynode.sim.fleet.sim import SimConfig, Simulation, duty_cycle_use
+from citynode.payload.frame import decode_frame  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_cli_rejects_bad_arguments(capsys):
 
 
 def test_micropython_runtime_delivers_the_same():
-    from citynode.fleet.mp import run_micropython
+    from citynode.sim.fleet.unix_nodes import run_micropython
 
     res, frames = run_micropython(SimConfig(nodes=1, days=0.1, seed=3), heap="192K")
     t = res.totals
@@ -129,7 +129,7 @@ def test_micropython_runtime_delivers_the_same():
 
 
 def test_replayed_series_reach_the_network(tmp_path):
-    from citynode.cmd_simulate import replay_series
+    from citynode.cli.simulate import replay_series
 
     sds = tmp_path / "2019-01-01_sds011_sensor_1.csv"
     sds.write_text("sensor_id;sensor_type;location;lat;lon;timestamp;P1;durP1;ratioP1;P2;durP2;ratioP2\n"
@@ -182,8 +182,8 @@ def test_every_frame_of_a_run_checks_out_with_lora_packet():
 
 @pytest.mark.parametrize("runtime", ["cpython", "micropython"])
 def test_replayed_counter_csv_drives_pulse_counting(tmp_path, runtime):
-    from citynode.cmd_simulate import replay_series
-    from citynode.fleet.mp import MpSimulation
+    from citynode.cli.simulate import replay_series
+    from citynode.sim.fleet.unix_nodes import MpSimulation
 
     counts = [3, 0, 12, 40, 25, 7, 0, 1]
     csv = tmp_path / "bikes.csv"
@@ -201,7 +201,7 @@ def test_replayed_counter_csv_drives_pulse_counting(tmp_path, runtime):
 
 
 def test_micropython_runtime_confirmed_uplinks_recover_from_a_lossy_air():
-    from citynode.fleet.mp import run_micropython
+    from citynode.sim.fleet.unix_nodes import run_micropython
 
     res, _ = run_micropython(SimConfig(nodes=2, days=0.5, seed=2, loss=0.3, confirmed=True), heap="192K")
     t = res.totals
@@ -210,7 +210,7 @@ def test_micropython_runtime_confirmed_uplinks_recover_from_a_lossy_air():
 
 
 def test_micropython_deep_sleep_boots_a_fresh_process_per_cycle():
-    from citynode.fleet.mp import run_micropython
+    from citynode.sim.fleet.unix_nodes import run_micropython
 
     res, _ = run_micropython(SimConfig(nodes=1, days=0.1, seed=2, deep_sleep=True), heap="192K")
     t = res.totals

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from citynode.cli import main
-from citynode.payload import decode_frame
+from citynode.payload.frame import decode_frame
 
 
 def _simulate(tmp_path, capsys, *extra) -> tuple[dict, list[dict], str]:

@@ -11,11 +11,11 @@ import time
 import pytest
 
 from citynode.errors import InputError
-from citynode.payload import decode_frame, encode
-from citynode.registry import CHANNELS
-from citynode.registry_db import Registry
-from citynode.semantics import MEANINGS, missing
-from citynode.sta import credentials, iso, unix
+from citynode.payload.frame import decode_frame, encode
+from citynode.payload.channels import CHANNELS
+from citynode.device.registry import Registry
+from citynode.bridge.semantics import MEANINGS, missing
+from citynode.bridge.sta import credentials, iso, unix
 from mqttkit import BridgeProc, Mosquitto, publish_all, ttn_message
 from stakit import StaClient, StaServer
 

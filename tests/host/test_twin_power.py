@@ -3,14 +3,14 @@
 # after a sampler cycle the PM sensors are asleep.
 import pytest
 
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.twin_axp192 import AXP192Twin
-from citynode.hwsim.twin_bme280 import BME280Twin
-from citynode.hwsim.twin_gps import GpsTwin
-from citynode.hwsim.twin_mobility import QMC5883LTwin, VL53L1XTwin
-from citynode.hwsim.twin_sensirion import SCD4xTwin, SHT4xTwin
-from citynode.hwsim.twin_uart_pm import PMS5003Twin, SDS011Twin, SPS30Twin, constant
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.twin_axp192 import AXP192Twin
+from citynode.sim.hwsim.twin_bme280 import BME280Twin
+from citynode.sim.hwsim.twin_gps import GpsTwin
+from citynode.sim.hwsim.twin_mobility import QMC5883LTwin, VL53L1XTwin
+from citynode.sim.hwsim.twin_sensirion import SCD4xTwin, SHT4xTwin
+from citynode.sim.hwsim.twin_uart_pm import PMS5003Twin, SDS011Twin, SPS30Twin, constant
 from cnode.drivers.axp192 import AXP192
 from cnode.drivers.bme280 import BME280
 from cnode.drivers.errors import SensorAbsent

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from citynode.hwsim import lora_lib as driver
-from citynode.hwsim import machine as hw
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.radio import Air
-from citynode.hwsim.twin_sx126x import SX1262Twin
-from citynode.runtime import FIRMWARE_DIR, HOST_DIR, micropython_exe
+from citynode.sim.hwsim import lora_lib as driver
+from citynode.sim.hwsim import machine as hw
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.radio import Air
+from citynode.sim.hwsim.twin_sx126x import SX1262Twin
+from citynode.sim.runtime import FIRMWARE_DIR, HOST_DIR, micropython_exe
 
 EU868 = {"freq_khz": 868100, "sf": 7, "bw": "125", "coding_rate": 5, "preamble_len": 8, "syncword": 0x34,
          "output_power": 14, "crc_en": True, "invert_iq_rx": True, "invert_iq_tx": False}

@@ -1,4 +1,4 @@
-"""The SX1276 register-level twin (citynode.hwsim.twin_sx127x) under micropython-lib's unmodified lora-sx127x +
+"""The SX1276 register-level twin (citynode.sim.hwsim.twin_sx127x) under micropython-lib's unmodified lora-sx127x +
 lora-sync driver, wired as a Heltec WiFi LoRa 32 V2 (SCK 5, MOSI 27, MISO 19, NSS 18, RESET 14, DIO0 26, DIO1
 35): what goes on the air and when (SX1276 DS rev 7 4.1.1.6-7), power at the antenna (DS 3.4.2-3.4.3), receive
 windows, IQ polarity and settings, IRQ lines, image calibration (DS 2.1.3.8), reset and supply rail (DS 7.2),
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from citynode.hwsim import lora_lib as driver
-from citynode.hwsim import machine
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.radio import Air
-from citynode.hwsim.twin_sx127x import SX1276Twin
-from citynode.runtime import FIRMWARE_DIR, HOST_DIR, micropython_exe
+from citynode.sim.hwsim import lora_lib as driver
+from citynode.sim.hwsim import machine
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.radio import Air
+from citynode.sim.hwsim.twin_sx127x import SX1276Twin
+from citynode.sim.runtime import FIRMWARE_DIR, HOST_DIR, micropython_exe
 
 pytestmark = pytest.mark.mipindex
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from citynode.runtime import FIRMWARE_DIR, HOST_DIR, micropython_exe
+from citynode.sim.runtime import FIRMWARE_DIR, HOST_DIR, micropython_exe
 
 BOARD = {"name": "virtual", "chip": "esp32", "flash_offset": "0x1000", "simulated": {"cycles": 30},
          "radio": {"type": "simulated"}, "i2c": {"id": 0, "scl": 22, "sda": 21},
@@ -16,7 +16,7 @@ BOARD = {"name": "virtual", "chip": "esp32", "flash_offset": "0x1000", "simulate
                      {"driver": "sds011", "bus": "uart", "uart": 1}],
          "battery": {"adc": 35, "r1": 100000, "r2": 100000}}
 DEV_EUI = "70b3d57ed0000099"
-RUN = "import json\nfrom citynode.hwsim import virtual_board\nvirtual_board.run(json.load(open('board.json')))\n"
+RUN = "import json\nfrom citynode.sim.hwsim import virtual_board\nvirtual_board.run(json.load(open('board.json')))\n"
 
 
 def _mp(folder, code):
@@ -62,7 +62,7 @@ def test_a_boot_that_fails_records_a_crash_and_reboots_never_the_repl():
     import shutil
     import time
 
-    from citynode.hwsim.vnode import VirtualNode
+    from citynode.sim.hwsim.vnode import VirtualNode
 
     with VirtualNode() as node:
         shutil.copytree(FIRMWARE_DIR / "cnode", node.fs / "cnode")

@@ -1,10 +1,10 @@
 # Run by tests/host/test_twin_sx126x.py under the MicroPython unix port: the SX1262 twin under micropython-lib's
 # unmodified driver (MICROPYPATH = lora lib folder : firmware : host_tools). Prints one line per check.
-from citynode.hwsim import lora_lib
-from citynode.hwsim import machine as hw
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.radio import Air
-from citynode.hwsim.twin_sx126x import SX1262Twin
+from citynode.sim.hwsim import lora_lib
+from citynode.sim.hwsim import machine as hw
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.radio import Air
+from citynode.sim.hwsim.twin_sx126x import SX1262Twin
 
 UP = {"freq_khz": 868100, "sf": 12, "bw": "125", "coding_rate": 5, "preamble_len": 8, "syncword": 0x34,
       "output_power": 14, "crc_en": True, "invert_iq_tx": False, "invert_iq_rx": True}

@@ -1,9 +1,9 @@
 # The SX1276 twin under micropython-lib's driver, run by the MicroPython unix port (test_twin_sx127x.py runs it
 # with MICROPYPATH = <lora lib>:firmware:host_tools): send, receive, a window that times out, image calibration.
-from citynode.hwsim import machine, lora_lib
-from citynode.hwsim.clock import VirtualClock
-from citynode.hwsim.radio import Air
-from citynode.hwsim.twin_sx127x import SX1276Twin
+from citynode.sim.hwsim import machine, lora_lib
+from citynode.sim.hwsim.clock import VirtualClock
+from citynode.sim.hwsim.radio import Air
+from citynode.sim.hwsim.twin_sx127x import SX1276Twin
 
 clock = VirtualClock()
 machine.use(clock)

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "firmware"), str(ROOT / "host_tools")]
 
-from citynode.payload import channel_set, encode, to_ints  # noqa: E402
+from citynode.payload.frame import channel_set, encode, to_ints  # noqa: E402
 
 T = 1546300800  # 2019-01-01T00:00:00Z
 

@@ -1,7 +1,7 @@
 """The cell: Li-ion open-circuit voltage against state of charge (parts.json li_ion_ocv), and what is usable."""
 from __future__ import annotations
 
-from . import model
+from citynode.energy import model
 
 CUTOFF_V = 3.3  # below this the board's 3.3 V LDO (about 0.25 V dropout) no longer holds the ESP32's 3.0 V minimum
 

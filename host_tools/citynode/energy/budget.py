@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from . import battery, model
-from .run import BudgetError, Run, run
+from citynode.energy import battery, model
+from citynode.energy.run import BudgetError, Run, run
 
 SIM_DAYS = 1.0  # a day of virtual time: every hour of the day's traffic, the daily time sync, a few hundred wakes
 _FLOOR_STATES = {("cpu", "deep_sleep"), ("board", "on"), ("pmic", "on")}  # drawn all day, whatever the interval

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import model
+from citynode.energy import model
 
 
 class Meter:

@@ -9,8 +9,8 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
-from . import model
-from .meter import Meter, Usage
+from citynode.energy import model
+from citynode.energy.meter import Meter, Usage
 
 DEV_EUI = bytes.fromhex("70b3d57ed00e0e0e")
 APP_KEY = bytes(range(16))
@@ -92,7 +92,7 @@ def _tcxo_off_busy():
     """The SX1262 driver polls BUSY once per virtual microsecond: the TCXO start-up (a few ms at each wake of the
     radio) stays off BUSY while a budget runs, so a day answers in seconds. That standby time is left out: 0.05 %
     of the Heltec V3's day (26.2045 against 26.1904 mAh/day)."""
-    from ..hwsim.twin_sx126x import SX1262Twin
+    from citynode.sim.hwsim.twin_sx126x import SX1262Twin
 
     SX1262Twin.TCXO_ON_BUSY = False
     try:
@@ -123,11 +123,11 @@ def run(board: dict, days: float = 1.0, interval_s: int | None = None, dr: int |
     from cnode.nvsfile import NVS
     from cnode.runner import lora_mac
 
-    from ..hwsim import machine as hw
-    from ..hwsim.clock import VirtualClock
-    from ..hwsim.power import Powered
-    from ..hwsim.radio import SimModem
-    from ..hwsim.virtual_board import VirtualBoard
+    from citynode.sim.hwsim import machine as hw
+    from citynode.sim.hwsim.clock import VirtualClock
+    from citynode.sim.hwsim.power import Powered
+    from citynode.sim.hwsim.radio import SimModem
+    from citynode.sim.hwsim.virtual_board import VirtualBoard
 
     b = with_sensors(board, sensors)
     settings = b.setdefault("settings", {})
@@ -149,7 +149,7 @@ def run(board: dict, days: float = 1.0, interval_s: int | None = None, dr: int |
         hw.use(clock, b.get("chip", "esp32"))
         vb_board = dict(b, radio={"type": "simulated"}) if api else b
         if chip_radio and not api:
-            from ..hwsim import lora_lib
+            from citynode.sim.hwsim import lora_lib
 
             lora_lib.load(clock, lib_dir)
         vb = VirtualBoard(vb_board, clock, DEV_EUI, APP_KEY)
@@ -222,7 +222,7 @@ def _wakes(b, clock, meter, link, boot_ms, end_us, log, slept) -> int:
     """Wake after wake as main.py runs them (cnode.runner._run: build, cycle, power down, deep sleep)."""
     from cnode.runner import Runner, sleep_deep
 
-    from ..hwsim import machine as hw
+    from citynode.sim.hwsim import machine as hw
 
     wakes = 0
     while clock.monotonic_us() < end_us:
