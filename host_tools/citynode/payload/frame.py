@@ -123,7 +123,33 @@ def _unzig(z: int) -> int:
 
 
 def decode_frame(data: bytes) -> tuple[list[Sample], list[str]]:
-    """Decode one frame. Returns (samples, warnings); raises PayloadError for anything malformed."""
+    """Decode one frame. Returns (samples, warnings); raises PayloadError for anything malformed. The steps
+    mirror the encoder's (firmware/cnode/encoder.py): the CBOR envelope, the time header, one block per channel
+    in the mask, the end of the stream, then the flags."""
+    mask, stream, flat = _envelope(data)
+    b = _Bits(stream)
+    times = _read_times(b)
+    n = len(times)
+    warn: list[str] = []
+    rows: list[dict] = [{} for _ in range(n)]
+    cid = 0
+    m = mask
+    while m:
+        if m & 1:
+            _read_block(b, cid, rows, warn)
+        m >>= 1
+        cid += 1
+    if b.end - b.pos >= 8 or b.s.find("1", b.pos) >= 0:
+        raise PayloadError("trailing data after the sample stream")
+    samples = [Sample(times[i], rows[i]) for i in range(n)]
+    _apply_flags(flat, samples, warn)
+    for smp in samples:
+        _derive_humid(smp)
+    return samples, warn
+
+
+def _envelope(data: bytes) -> tuple[int, bytes, list]:
+    """The CBOR array [version, mask, stream, flags?], checked: (mask, stream, flat flag triples)."""
     if not data:
         raise PayloadError("empty payload")
     try:
@@ -146,7 +172,11 @@ def decode_frame(data: bytes) -> tuple[list[Sample], list[str]]:
     if not isinstance(flat, list) or len(flat) % 3 or not all(
             isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in flat):
         raise PayloadError("bad quality flags (expected a flat array of unsigned triples)")
-    b = _Bits(stream)
+    return mask, stream, flat
+
+
+def _read_times(b: "_Bits") -> list[int]:
+    """The time header (the encoder's _put_time): t0, the count, then a regular step or Rice-coded steps."""
     t0 = b.read(32) + EPOCH_2000
     n = b.eg(0) + 1
     if n > 255:
@@ -164,41 +194,42 @@ def decode_frame(data: bytes) -> tuple[list[Sample], list[str]]:
                 times.append(t)
         if times[-1] - EPOCH_2000 >= T_LIMIT:
             raise PayloadError("sample time out of range")
-    warn: list[str] = []
-    rows: list[dict] = [{} for _ in range(n)]
-    cid = 0
-    m = mask
-    while m:
-        if m & 1:
-            ch = BY_ID.get(cid)
-            present = [True] * n
-            if n > 1 and not b.read(1):
-                present = [bool(b.read(1)) for _ in range(n)]
-            idx = [i for i in range(n) if present[i]]
-            if not idx:
-                raise PayloadError(f"channel {cid} has no values")
-            v = _unzig(b.len5()) + (ch.ref if ch else 0)
-            vals = [v]
-            if len(idx) > 1:
-                _rice_run(b, b.read(4), len(idx) - 1, v, vals)
-            if max(vals) >= V_LIMIT or min(vals) < -V_LIMIT:
-                raise PayloadError(f"value of channel {cid} out of range")
-            if ch is None:
-                warn.append(f"unknown channel {cid} skipped")
-            else:
-                name = ch.name
-                if ch.exp < 0:
-                    div = 10 ** -ch.exp
-                    for i, raw in zip(idx, vals):
-                        rows[i][name] = raw / div
-                else:
-                    for i, raw in zip(idx, vals):
-                        rows[i][name] = ch.from_raw(raw)
-        m >>= 1
-        cid += 1
-    if b.end - b.pos >= 8 or b.s.find("1", b.pos) >= 0:
-        raise PayloadError("trailing data after the sample stream")
-    samples = [Sample(times[i], rows[i]) for i in range(n)]
+    return times
+
+
+def _read_block(b: "_Bits", cid: int, rows: list[dict], warn: list[str]) -> None:
+    """One channel's block (the encoder's _put_block): presence, the first value from the channel's reference,
+    Rice-coded steps; the values go into rows by sample, converted to the channel's unit."""
+    n = len(rows)
+    ch = BY_ID.get(cid)
+    present = [True] * n
+    if n > 1 and not b.read(1):
+        present = [bool(b.read(1)) for _ in range(n)]
+    idx = [i for i in range(n) if present[i]]
+    if not idx:
+        raise PayloadError(f"channel {cid} has no values")
+    v = _unzig(b.len5()) + (ch.ref if ch else 0)
+    vals = [v]
+    if len(idx) > 1:
+        _rice_run(b, b.read(4), len(idx) - 1, v, vals)
+    if max(vals) >= V_LIMIT or min(vals) < -V_LIMIT:
+        raise PayloadError(f"value of channel {cid} out of range")
+    if ch is None:
+        warn.append(f"unknown channel {cid} skipped")
+        return
+    name = ch.name
+    if ch.exp < 0:
+        div = 10 ** -ch.exp
+        for i, raw in zip(idx, vals):
+            rows[i][name] = raw / div
+    else:
+        for i, raw in zip(idx, vals):
+            rows[i][name] = ch.from_raw(raw)
+
+
+def _apply_flags(flat: list, samples: list[Sample], warn: list[str]) -> None:
+    """The flag triples (sample index, channel id, flag bits) onto the samples (the encoder's _put_flags)."""
+    n = len(samples)
     for j in range(0, len(flat), 3):
         i, c, f = flat[j], flat[j + 1], flat[j + 2]
         if i >= n:
@@ -209,9 +240,6 @@ def decode_frame(data: bytes) -> tuple[list[Sample], list[str]]:
             continue
         samples[i].flags[ch.name] = flag_names(f)
         samples[i].values.setdefault(ch.name, None)
-    for smp in samples:
-        _derive_humid(smp)
-    return samples, warn
 
 
 _PM = ("pm1", "pm2_5", "pm10")
