@@ -23,8 +23,9 @@ import serial
 from citynode.device import flash as flash_mod
 from citynode.device.boards import BoardError, get_board, load_board_file, load_boards
 from citynode.cli import main
-from citynode.device.flash import (MARKER, FlashError, JobProgress, compile_app, fetch_image, find_port, image_chip,
+from citynode.device.flash import (MARKER, FlashError, compile_app, fetch_image, find_port, image_chip,
                             install_app, monitor, write_image)
+from citynode.progress import Progress
 from citynode.sim.hwsim.esp32rom import Esp32RomSim
 from citynode.sim.hwsim.vnode import VirtualNode, micropython_exe
 
@@ -299,7 +300,7 @@ def test_firmware_for_another_chip_is_refused_before_connecting(tmp_path, capsys
     assert "the firmware is an esp32s3 image but board tbeam has an esp32" in capsys.readouterr().err
 
 
-class _Interrupting(JobProgress):
+class _Interrupting(Progress):
     def __init__(self, part, at):
         super().__init__(enabled=False)
         self.part, self.at = part, at
@@ -439,13 +440,13 @@ def test_full_flash_with_a_missing_sensor_exits_1(app_src, fw_file, capsys):
 # -- progress and monitor -------------------------------------------------------------------------------------
 def test_progress_is_quiet_when_piped_and_one_bar_on_a_terminal():
     quiet = io.StringIO()
-    p = JobProgress(stream=quiet)
+    p = Progress(stream=quiet)
     p.plan(image=100, app=100)
     p.update("image", 1.0, "writing")
     p.finish()
     assert quiet.getvalue() == ""
     tty_like = io.StringIO()
-    p = JobProgress(stream=tty_like, enabled=True, width=10)
+    p = Progress(stream=tty_like, enabled=True, width=10)
     p.plan(image=300, app=100)
     p.update("image", 0.5, "writing")
     p.update("app", 1.0, "installing")

@@ -8,7 +8,8 @@ import time
 
 from citynode.device.boards import get_board, load_boards
 from citynode.cli import add_command
-from citynode.device.flash import MARKER, FlashError, FlashInterrupted, JobProgress, flash, monitor
+from citynode.device.flash import MARKER, FlashError, FlashInterrupted, flash, monitor
+from citynode.progress import Progress
 from citynode.device.imagelock import DEFAULT_NAME
 
 
@@ -65,7 +66,7 @@ def register(sub) -> None:
 
 def cmd_flash(args) -> int:
     board = get_board(args.board)
-    progress = JobProgress()
+    progress = Progress()
     try:
         report = flash(board, port=args.port, firmware=args.firmware, baud=args.baud, no_reset=args.no_reset,
                        no_stub=args.no_stub, image_only=args.image_only, repl_port=args.repl_port,

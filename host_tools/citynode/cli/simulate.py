@@ -170,11 +170,12 @@ def cmd_simulate(args) -> int:
 
         res, frames = run_micropython(cfg, heap=args.heap or ("256K" if cfg.radio_lib else "192K"))
     else:
-        bar = Progress(f"simulating {args.nodes} nodes x {args.days:g} days")
-        cfg.progress = bar.update
+        bar = Progress(f"simulating {args.nodes} nodes x {args.days:g} days", label_width=None, fill="-", timer=True)
+        cfg.progress = bar.set
         sim = Simulation(cfg)
         res = sim.run()
-        bar.done()
+        bar.set(1.0)
+        bar.finish()
         frames = sim.frames_jsonl() if args.frames else []
     if args.out:
         with open(args.out, "w") as f:

@@ -27,6 +27,7 @@ from pathlib import Path
 from citynode.device.boards import ESPTOOL_CHIP_NAMES, Board
 from citynode.device import imagelock
 from citynode.errors import CitynodeError
+from citynode.progress import Progress
 from citynode.device.production import NvsErase, erase_nvs
 from citynode.device.production import closed as production_closed
 from citynode.device.production import closed_message as production_message
@@ -41,6 +42,7 @@ IMAGE_CHIP_IDS = {0: "esp32", 9: "esp32s3", 2: "esp32s2", 5: "esp32c3", 13: "esp
 # USB-serial bridges found on ESP32 boards: CP210x, CH340/CH9102, FTDI, Espressif native USB
 USB_VIDS = {0x10C4: "CP210x", 0x1A86: "CH34x", 0x0403: "FTDI", 0x303A: "Espressif USB"}
 FIRMWARE_DIR = Path(__file__).resolve().parents[3] / "firmware"
+JobProgress = Progress  # the flash job's bar is citynode.progress.Progress, the one every command draws
 
 
 class FlashError(CitynodeError):
@@ -57,52 +59,6 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "citynode"
-
-
-# -- progress -------------------------------------------------------------------------------------------------
-class JobProgress:
-    """One bar for the whole job, on stderr, drawn only on a terminal. Parts have weights (e.g. bytes)."""
-
-    def __init__(self, stream=None, enabled: bool | None = None, width: int = 30):
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.width = width
-        self._parts: dict[str, float] = {}
-        self._done: dict[str, float] = {}
-        self._label = ""
-        self._last = ""
-
-    def plan(self, **weights: float) -> None:
-        self._parts = {k: float(max(v, 1)) for k, v in weights.items()}
-        self._done = {k: 0.0 for k in weights}
-
-    def fraction(self) -> float:
-        total = sum(self._parts.values()) or 1.0
-        return sum(self._done[k] * w for k, w in self._parts.items()) / total
-
-    def update(self, part: str, frac: float, label: str | None = None) -> None:
-        if part in self._done:
-            self._done[part] = min(1.0, max(self._done[part], frac))
-        if label is not None:
-            self._label = label
-        self._draw()
-
-    def _draw(self) -> None:
-        if not self.enabled:
-            return
-        f = self.fraction()
-        n = int(f * self.width)
-        line = f"\r{self._label[:28]:<28} [{'#' * n}{'.' * (self.width - n)}] {f * 100:5.1f}%"
-        if line != self._last:
-            self.stream.write(line)
-            self.stream.flush()
-            self._last = line
-
-    def finish(self) -> None:
-        if self.enabled and self._last:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._last = ""
 
 
 # -- finding the board ----------------------------------------------------------------------------------------
@@ -219,7 +175,7 @@ def _esptool_logger_class():
     class Logger(TemplateLogger):
         """Keeps esptool's messages (for errors and --debug) and turns its progress into ours."""
 
-        def __init__(self, progress: JobProgress | None, part: str):
+        def __init__(self, progress: Progress | None, part: str):
             self.progress, self.part, self.lines = progress, part, []
 
         def print(self, *args, **kwargs):
@@ -248,7 +204,7 @@ def _esptool_logger_class():
 
 
 @contextlib.contextmanager
-def esptool_logging(progress: JobProgress | None, part: str = "image"):
+def esptool_logging(progress: Progress | None, part: str = "image"):
     from esp_pylib.logger import EspLog
     from esptool.logger import log
 
@@ -350,7 +306,7 @@ class ImageResult:
 
 
 def write_image(port: str, board: Board, image: bytes, baud: int = 460800, no_stub: bool = False,
-                no_reset: bool = False, compress: bool = True, progress: JobProgress | None = None,
+                no_reset: bool = False, compress: bool = True, progress: Progress | None = None,
                 connect_attempts: int = 3, quiet_s: float = QUIET_S) -> ImageResult:
     """Detect the chip, check it is the board's, write the image at the board's offset and verify it. A chip
     silent for `quiet_s` seconds while esptool waits for it ends the write with an error, never a hang."""
@@ -672,7 +628,7 @@ def _mkdirs(t, paths) -> None:
                 raise
 
 
-def install_app(port: str, board: Board, config: dict | None = None, progress: JobProgress | None = None,
+def install_app(port: str, board: Board, config: dict | None = None, progress: Progress | None = None,
                 no_reset: bool = False, files: list[tuple[str, Path]] | None = None,
                 transport_factory=None, drivers: list[tuple[str, bytes]] | None = None,
                 mip_index: str | None = None, offline: bool = False, quiet_s: float = QUIET_S) -> SelfTest:
@@ -790,7 +746,7 @@ class FlashReport:
 
 def flash(board: Board, port: str | None = None, firmware=None, baud: int = 460800, no_reset: bool = False,
           no_stub: bool = False, image_only: bool = False, repl_port: str | None = None,
-          progress: JobProgress | None = None, offline: bool = False, allow_unpinned: bool = False,
+          progress: Progress | None = None, offline: bool = False, allow_unpinned: bool = False,
           connect_attempts: int = 3, files=None, comports=None, mip_index: str | None = None,
           quiet_s: float = QUIET_S, images_lock: str | os.PathLike | None = None) -> FlashReport:
     port = find_port(port, comports)
@@ -801,7 +757,7 @@ def flash(board: Board, port: str | None = None, firmware=None, baud: int = 4608
         from citynode.device.mip import driver_files
 
         drivers = driver_files(board, mip_index, offline=offline)
-    progress = progress if progress is not None else JobProgress(enabled=False)
+    progress = progress if progress is not None else Progress(enabled=False)
     if image_only:
         progress.plan(image=len(image), verify=len(image) // 50)
     else:
