@@ -11,7 +11,7 @@ from micropython import const
 from cnode import crash, osfs
 from cnode.app import FPORT_CMD, Node
 from cnode.board import WDT_MS, Hardware, load
-from cnode.config import NVS_SETTINGS, Config, Keys
+from cnode.config import NVS_SETTINGS, Config, Keys, open_nvs as nvs  # nvs(namespace): esp32.NVS on a board
 from cnode.downlink import ACT_REBOOT, ACT_REJOIN, ACT_SEND, Downlink
 from cnode.queue import Queue
 from cnode.sampler import Sampler
@@ -29,17 +29,6 @@ def reboot_code(machine):
         if c == getattr(machine, name, -1):
             return code
     return 0
-
-
-def nvs(namespace):
-    try:
-        import esp32  # type: ignore
-
-        return esp32.NVS(namespace)
-    except ImportError:
-        from cnode.nvsfile import NVS
-
-        return NVS(namespace)
 
 
 def make_link(hw, clock, keys, cfg, log):
