@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import serial
 
-from citynode.device import flash as flash_mod
+from citynode.device.flash import app as flash_app
 from citynode.device.boards import BoardError, get_board, load_board_file, load_boards
 from citynode.cli import main
 from citynode.device.flash import (MARKER, FlashError, compile_app, fetch_image, find_port, image_chip,
@@ -63,7 +63,7 @@ def app_src(tmp_path, monkeypatch):
     (src / "cnode" / "sub" / "calc.py").write_text("def double(x):\n    return 2 * x\n")
     (src / "main.py").write_text(
         "from cnode.sub.calc import double\n\nprint('citynode test app running', double(21))\n")
-    monkeypatch.setattr(flash_mod, "FIRMWARE_DIR", src)
+    monkeypatch.setattr(flash_app, "FIRMWARE_DIR", src)
     return src
 
 
