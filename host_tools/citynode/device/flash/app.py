@@ -132,64 +132,25 @@ def install_app(port: str, board: Board, config: dict | None = None, progress: P
     node, verify them, run the self-test, reset. Without `drivers` it fetches them from `mip_index` (after
     marking the node unfinished: a failed fetch leaves the marker). A board silent for `quiet_s` seconds while
     we wait for it is an error (FlashError), never a hang."""
-    from mpremote.transport import TransportError, TransportExecError
-
     cfg = config if config is not None else board.node_config()
     with tempfile.TemporaryDirectory(prefix="citynode-mpy-") as tmp:
-        if files is None:
-            files = compile_app(board.chip, Path(tmp))
-        payload = [(dest, src.read_bytes()) for dest, src in files]
-        payload.append((CONFIG_FILE, json.dumps(cfg, indent=1, sort_keys=True).encode()))
-        app_main = FIRMWARE_DIR / "main.py"  # the firmware's boot script, if it has one
-        if app_main.is_file():
-            payload.append((f"{APP_MAIN}.py", app_main.read_bytes()))
+        payload = _app_payload(board, cfg, files, Path(tmp))
         t = open_repl(port, transport_factory)
         ser = getattr(t, "serial", None)
         watch = _Watch(ser, quiet_s) if ser is not None else None
         try:
-            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            t.fs_writefile(MARKER, f"install of {board.name} started {started}\n".encode())
+            _mark_unfinished(t, board)
             if drivers is None:
                 from citynode.device.mip import driver_files
 
                 drivers = driver_files(board, mip_index, offline=offline)
             payload = list(drivers) + payload
-            total = sum(len(d) for _, d in payload) or 1
-            dirs = sorted({str(Path(dest).parent.as_posix()) for dest, _ in payload if "/" in dest},
-                          key=lambda p: p.count("/"))
-            every = []
-            for d in dirs:
-                parts = d.split("/")
-                every += ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-            _mkdirs(t, sorted(set(every), key=lambda p: (p.count("/"), p)))
-            if drivers:  # a .py left by a hand install (mip --no-mpy) would be imported instead of our .mpy
-                stale = [dest[:-4] + ".py" for dest, _ in drivers if dest.endswith(".mpy")]
-                t.exec(f"import os\nfor _p in {stale!r}:\n    try:\n        os.remove(_p)\n"
-                       "    except OSError:\n        pass\n")
-            done = 0
-            for dest, data in payload:
-                def cb(written, _size, base=done):
-                    if progress is not None:
-                        progress.update("app", (base + written) / total, "installing app")
-                t.fs_writefile(dest, data, progress_callback=cb)
-                done += len(data)
-            # verify: one round trip that hashes every file on the node
-            want = {dest: hashlib.sha256(data).hexdigest() for dest, data in payload}
-            got = _hash_files(t, list(want))
-            bad = [d for d in want if got.get(d) != want[d]]
-            if bad:
-                raise FlashError(f"verify failed on the node: {', '.join(bad[:3])} differ after copying")
+            _mkdirs(t, _parent_dirs(payload))
+            _remove_stale_sources(t, drivers)
+            _copy(t, payload, progress)
+            _verify(t, payload)
             t.fs_writefile("main.py", MAIN_PY.encode())
-            if progress is not None:
-                progress.update("app", 1.0, "self-test")
-            try:
-                out = t.exec(SELFTEST_PY).decode(errors="replace")
-            except TransportExecError as e:
-                last = (e.error_output.strip().splitlines() or ["no output"])[-1]
-                raise FlashError(f"self-test crashed on the node: {last}") from None
-            result = parse_selftest(out)
-            if progress is not None:
-                progress.update("selftest", 1.0, "self-test")
+            result = _self_test(t, progress)
             if not result.failures:
                 t.fs_rmfile(MARKER)  # last: the install is complete
             if not no_reset:
@@ -197,18 +158,102 @@ def install_app(port: str, board: Board, config: dict | None = None, progress: P
                     t.exec_raw_no_follow("import machine\nmachine.reset()")
             return result
         except Exception as e:
-            if watch is not None and watch.fired:
-                raise FlashError(f"the board on {port} stopped answering ({quiet_s:.0f} s without a byte): unplug it "
-                                 "and plug it in again, then run the same command again; the node stays marked "
-                                 "unfinished until an install completes") from None
-            if isinstance(e, (TransportError, OSError)):
-                raise FlashError(f"copying to the node on {port} failed: {e}") from None
-            raise
+            err = _install_failure(e, port, watch is not None and watch.fired, quiet_s)
+            if err is None:
+                raise
+            raise err from None
         finally:
             if watch is not None:
                 watch.stop()
             with contextlib.suppress(Exception):
                 t.close()
+
+
+def _app_payload(board: Board, cfg: dict, files: list[tuple[str, Path]] | None, tmp: Path) -> list[tuple[str, bytes]]:
+    """(path on the node, bytes) of the compiled app (into `tmp` unless `files` are given), the board file and the
+    firmware's boot script (installed as app_main.py), if it has one."""
+    if files is None:
+        files = compile_app(board.chip, tmp)
+    payload = [(dest, src.read_bytes()) for dest, src in files]
+    payload.append((CONFIG_FILE, json.dumps(cfg, indent=1, sort_keys=True).encode()))
+    app_main = FIRMWARE_DIR / "main.py"
+    if app_main.is_file():
+        payload.append((f"{APP_MAIN}.py", app_main.read_bytes()))
+    return payload
+
+
+def _mark_unfinished(t, board: Board) -> None:
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t.fs_writefile(MARKER, f"install of {board.name} started {started}\n".encode())
+
+
+def _parent_dirs(payload: list[tuple[str, bytes]]) -> list[str]:
+    """Every folder the payload's files go in, parents first."""
+    dirs = sorted({str(Path(dest).parent.as_posix()) for dest, _ in payload if "/" in dest},
+                  key=lambda p: p.count("/"))
+    every = []
+    for d in dirs:
+        parts = d.split("/")
+        every += ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return sorted(set(every), key=lambda p: (p.count("/"), p))
+
+
+def _remove_stale_sources(t, drivers: list[tuple[str, bytes]]) -> None:
+    """A .py left by a hand install (mip --no-mpy) would be imported instead of our .mpy: remove it."""
+    if drivers:
+        stale = [dest[:-4] + ".py" for dest, _ in drivers if dest.endswith(".mpy")]
+        t.exec(f"import os\nfor _p in {stale!r}:\n    try:\n        os.remove(_p)\n"
+               "    except OSError:\n        pass\n")
+
+
+def _copy(t, payload: list[tuple[str, bytes]], progress: Progress | None) -> None:
+    total = sum(len(d) for _, d in payload) or 1
+    done = 0
+    for dest, data in payload:
+        def cb(written, _size, base=done):
+            if progress is not None:
+                progress.update("app", (base + written) / total, "installing app")
+        t.fs_writefile(dest, data, progress_callback=cb)
+        done += len(data)
+
+
+def _verify(t, payload: list[tuple[str, bytes]]) -> None:
+    """One round trip that hashes every file on the node."""
+    want = {dest: hashlib.sha256(data).hexdigest() for dest, data in payload}
+    got = _hash_files(t, list(want))
+    bad = [d for d in want if got.get(d) != want[d]]
+    if bad:
+        raise FlashError(f"verify failed on the node: {', '.join(bad[:3])} differ after copying")
+
+
+def _self_test(t, progress: Progress | None) -> SelfTest:
+    from mpremote.transport import TransportExecError
+
+    if progress is not None:
+        progress.update("app", 1.0, "self-test")
+    try:
+        out = t.exec(SELFTEST_PY).decode(errors="replace")
+    except TransportExecError as e:
+        last = (e.error_output.strip().splitlines() or ["no output"])[-1]
+        raise FlashError(f"self-test crashed on the node: {last}") from None
+    result = parse_selftest(out)
+    if progress is not None:
+        progress.update("selftest", 1.0, "self-test")
+    return result
+
+
+def _install_failure(e: Exception, port: str, fired: bool, quiet_s: float) -> FlashError | None:
+    """What an error during the install means for the technician; None: raise it as it is. `fired`: the board
+    was silent too long (the watch closed the port)."""
+    from mpremote.transport import TransportError
+
+    if fired:
+        return FlashError(f"the board on {port} stopped answering ({quiet_s:.0f} s without a byte): unplug it "
+                          "and plug it in again, then run the same command again; the node stays marked "
+                          "unfinished until an install completes")
+    if isinstance(e, (TransportError, OSError)):
+        return FlashError(f"copying to the node on {port} failed: {e}")
+    return None
 
 
 def _hash_files(t, paths: list[str]) -> dict:
