@@ -12,6 +12,12 @@ from citynode.device.exports import FORMATS, FREQUENCY_PLAN, export
 
 
 def register(sub) -> None:
+    _add_provision(sub)
+    _add_registry(sub)
+    _add_label(sub)
+
+
+def _add_provision(sub) -> None:
     p = add_command(sub, "provision", cmd_provision,
                     "Create unique device identities and keys; with --port, write them to a node.",
                     "citynode provision --registry fleet.db --board heltec-wifi-lora-32-v2 --port /dev/ttyUSB0")
@@ -55,11 +61,20 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the node's REPL")
     p.add_argument("--show-keys", action="store_true", help="also print JoinEUI and AppKey (DEV_EUI JOIN_EUI APP_KEY)")
 
+
+def _add_registry(sub) -> None:
     p = add_command(sub, "registry", _registry_help, "Manage the device registry (init, list, flag, locate, export).",
                     "citynode registry export --registry fleet.db --format tts-csv -o devices.csv")
     rsub = p.add_subparsers(dest="registry_command", metavar="ACTION", parser_class=type(p))
     p.set_defaults(registry_parser=p)
+    _add_registry_init(rsub)
+    _add_registry_list(rsub)
+    _add_registry_flag(rsub)
+    _add_registry_locate(rsub)
+    _add_registry_export(rsub)
 
+
+def _add_registry_init(rsub) -> None:
     q = add_command(rsub, "init", cmd_registry_init, "Create a registry or set its defaults for new identities.",
                     "citynode registry init --registry fleet.db --join-eui 70B3D57ED0000010 --eui-prefix 70B3D5")
     q.add_argument("--registry", required=True, metavar="FILE")
@@ -67,10 +82,14 @@ def register(sub) -> None:
     q.add_argument("--eui-prefix", metavar="HEX", help="DevEUI prefix for new identities (0..10 hex digits; '' = "
                                                        "random locally administered)")
 
+
+def _add_registry_list(rsub) -> None:
     q = add_command(rsub, "list", cmd_registry_list, "List the devices (no keys): DevEUI, JoinEUI, id, board, "
                     "status, created, flag.", "citynode registry list --registry fleet.db")
     q.add_argument("--registry", required=True, metavar="FILE")
 
+
+def _add_registry_flag(rsub) -> None:
     q = add_command(rsub, "flag", cmd_registry_flag, "Flag a device whose enclosure was found open (its AppKey may "
                     "be copied), or clear that flag.",
                     "citynode registry flag --registry fleet.db 70B3D57ED0000001 --opened --note 'seal 0421 broken'")
@@ -90,6 +109,8 @@ def register(sub) -> None:
     what.add_argument("--clear", action="store_true", help="clear the flag (say why with --note)")
     q.add_argument("--note", metavar="TEXT", help="what was found, or why the flag is cleared (kept as one line)")
 
+
+def _add_registry_locate(rsub) -> None:
     q = add_command(rsub, "locate", cmd_registry_locate, "Record where a node is mounted (its SensorThings "
                     "Location).", "citynode registry locate --registry fleet.db 70B3D57ED0000001 52.2799 8.0472")
     q.add_argument("--registry", required=True, metavar="FILE")
@@ -97,6 +118,8 @@ def register(sub) -> None:
     q.add_argument("lat", type=float, metavar="LAT", help="WGS 84 latitude in degrees")
     q.add_argument("lon", type=float, metavar="LON", help="WGS 84 longitude in degrees")
 
+
+def _add_registry_export(rsub) -> None:
     q = add_command(rsub, "export", cmd_registry_export,
                     "Write the devices, WITH THEIR APPKEYS, for bulk import into The Things Stack or ChirpStack.",
                     "citynode registry export --registry fleet.db --format tts-json -o devices.json")
@@ -122,6 +145,8 @@ def register(sub) -> None:
     q.add_argument("--frequency-plan", default=FREQUENCY_PLAN, help="TTS frequency_plan_id")
     q.add_argument("--all", action="store_true", help="include failed and retired devices")
 
+
+def _add_label(sub) -> None:
     p = add_command(sub, "label", cmd_label,
                     "Draw the TR005 QR label of a registry device (.svg with DevEUI text, .png bare QR).",
                     "citynode label 0018B20000000101 --registry fleet.db -o label.svg")
