@@ -135,6 +135,25 @@ def _radio_chip_facts(radio: dict, rtype: str) -> None:
 
 
 def _parse(raw: dict, path: Path) -> Board:
+    """The board file checked, part by part, in the file's order (the first error is the one reported)."""
+    name, chip, offset, flash_size = _chip(raw, path)
+    radio = _radio(raw, chip)
+    i2c = dict(_need(raw, "i2c", dict, ""))
+    for k in ("scl", "sda"):
+        i2c[k] = _gpio(_need(i2c, k, (int, str), "i2c"), chip, f"i2c.{k}")
+    uarts = _need(raw, "uarts", list, "")
+    uart_ids = _uart_ids(uarts, chip)
+    sensors = [_sensor(s, f"sensors[{i}]", chip, uart_ids) for i, s in enumerate(_need(raw, "sensors", list, ""))]
+    battery = _battery(raw, chip)
+    mp = _micropython(raw)
+    return Board(name=name, title=raw.get("title", name), chip=chip, flash_offset=offset, flash_size=flash_size,
+                 radio=radio, i2c=i2c, uarts=list(uarts), sensors=sensors, battery=battery, micropython=mp,
+                 power=dict(raw.get("power", {})), settings=dict(raw.get("settings", {})),
+                 simulated=dict(raw.get("simulated", {})), revisions=_revisions(raw), path=path)
+
+
+def _chip(raw: dict, path: Path) -> tuple[str, str, int, str]:
+    """name (the file's), chip, flash_offset (the chip's) and flash_size."""
     name = _need(raw, "name", str, "")
     if name != path.stem:
         raise ValueError(f"name: {name!r} does not match the file name {path.stem!r}")
@@ -147,7 +166,10 @@ def _parse(raw: dict, path: Path) -> Board:
     flash_size = _need(raw, "flash_size", str, "")
     if flash_size not in FLASH_SIZES:
         raise ValueError(f"flash_size: {flash_size!r} is not one of {', '.join(FLASH_SIZES)}")
+    return name, chip, offset, flash_size
 
+
+def _radio(raw: dict, chip: str) -> dict:
     radio = dict(_need(raw, "radio", dict, ""))
     rtype = _need(radio, "type", str, "radio")
     if rtype not in RADIO_PINS:
@@ -159,12 +181,11 @@ def _parse(raw: dict, path: Path) -> Board:
     radio["pins"] = {k: _gpio(v, chip, f"radio.pins.{k}") for k, v in pins.items()}
     _need(radio, "source", str, "radio")
     _radio_chip_facts(radio, rtype)
+    return radio
 
-    i2c = dict(_need(raw, "i2c", dict, ""))
-    for k in ("scl", "sda"):
-        i2c[k] = _gpio(_need(i2c, k, (int, str), "i2c"), chip, f"i2c.{k}")
 
-    uarts = _need(raw, "uarts", list, "")
+def _uart_ids(uarts: list, chip: str) -> set:
+    """The ids of the board's sensor UARTs, each checked."""
     uart_ids = set()
     for i, u in enumerate(uarts):
         where = f"uarts[{i}]"
@@ -175,31 +196,33 @@ def _parse(raw: dict, path: Path) -> Board:
             _gpio(_need(u, k, (int, str), where), chip, f"{where}.{k}")
         _int(_need(u, "baud", (int, str), where), f"{where}.baud")
         uart_ids.add(uid)
+    return uart_ids
 
-    sensors = []
-    for i, s in enumerate(_need(raw, "sensors", list, "")):
-        where = f"sensors[{i}]"
-        s = dict(s) if isinstance(s, dict) else s
-        _need(s, "driver", str, where)
-        bus = _need(s, "bus", str, where)
-        if bus not in BUSES:
-            raise ValueError(f"{where}.bus: {bus!r} is not one of {', '.join(BUSES)}")
-        if bus == "i2c":
-            addr = _int(_need(s, "address", (int, str), where), f"{where}.address")
-            if not 0x08 <= addr <= 0x77:
-                raise ValueError(f"{where}.address: {addr:#x} is not a 7-bit I2C device address")
-            s["address"] = addr
-        elif bus == "uart":
-            uid = _int(_need(s, "uart", (int, str), where), f"{where}.uart")
-            if uid not in uart_ids:
-                raise ValueError(f"{where}.uart: UART {uid} is not in uarts")
-        elif bus == "pin":
-            s["pin"] = _gpio(_need(s, "pin", (int, str), where), chip, f"{where}.pin")
-        from cnode.board import check  # the node's own check: driver, bus, options (a BoardError is a ValueError)
 
-        check(s, where)
-        sensors.append(s)
+def _sensor(s, where: str, chip: str, uart_ids: set):
+    s = dict(s) if isinstance(s, dict) else s
+    _need(s, "driver", str, where)
+    bus = _need(s, "bus", str, where)
+    if bus not in BUSES:
+        raise ValueError(f"{where}.bus: {bus!r} is not one of {', '.join(BUSES)}")
+    if bus == "i2c":
+        addr = _int(_need(s, "address", (int, str), where), f"{where}.address")
+        if not 0x08 <= addr <= 0x77:
+            raise ValueError(f"{where}.address: {addr:#x} is not a 7-bit I2C device address")
+        s["address"] = addr
+    elif bus == "uart":
+        uid = _int(_need(s, "uart", (int, str), where), f"{where}.uart")
+        if uid not in uart_ids:
+            raise ValueError(f"{where}.uart: UART {uid} is not in uarts")
+    elif bus == "pin":
+        s["pin"] = _gpio(_need(s, "pin", (int, str), where), chip, f"{where}.pin")
+    from cnode.board import check  # the node's own check: driver, bus, options (a BoardError is a ValueError)
 
+    check(s, where)
+    return s
+
+
+def _battery(raw: dict, chip: str) -> dict:
     battery = dict(_need(raw, "battery", dict, ""))
     if "adc" in battery:
         battery["adc"] = _gpio(battery["adc"], chip, "battery.adc")
@@ -209,7 +232,10 @@ def _parse(raw: dict, path: Path) -> Board:
                 raise ValueError(f"battery.{k}: a resistor must be > 0 ohm")
     elif "pmic" not in battery:
         raise ValueError("battery: needs adc, r1, r2 (a divider) or pmic (a power-management chip)")
+    return battery
 
+
+def _micropython(raw: dict) -> dict:
     mp = dict(_need(raw, "micropython", dict, ""))
     url = _need(mp, "url", str, "micropython")
     if not url.startswith(("https://", "file://")):
@@ -218,11 +244,7 @@ def _parse(raw: dict, path: Path) -> Board:
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64
                             or any(c not in "0123456789abcdef" for c in sha)):
         raise ValueError("micropython.sha256: expected 64 lower-case hex digits or null")
-
-    return Board(name=name, title=raw.get("title", name), chip=chip, flash_offset=offset, flash_size=flash_size,
-                 radio=radio, i2c=i2c, uarts=list(uarts), sensors=sensors, battery=battery, micropython=mp,
-                 power=dict(raw.get("power", {})), settings=dict(raw.get("settings", {})),
-                 simulated=dict(raw.get("simulated", {})), revisions=_revisions(raw), path=path)
+    return mp
 
 
 REVISION_FACTS = ("battery.adc", "battery.enable.active", "power.pmic")  # what cnode.boardrev can measure
