@@ -194,7 +194,8 @@ def bench():
     clk = VirtualClock()
     machine.use(clk)
     twin = GpsTwin(clk, position=lambda ms: (5227112, 1303000))
-    uart = machine.UART(1, 9600, rxbuf=1024, peer=twin)
+    machine.attach_uart(16, twin)  # the twin's TX on the UART's RX pin, as a board wires it
+    uart = machine.UART(1, 9600, tx=17, rx=16, rxbuf=1024)
     nm2 = NMEA(uart, clk)
 
     def nmea_twin():
