@@ -142,123 +142,173 @@ class MpNode:
             wr.write(f"{head} {reply}\n" if reply != "" else f"{head}\n")
 
     def _do(self, a, reason) -> str:
+        """One request of the node program (a[0]: its op): the answer, "" for none, E<errno> for an OSError."""
+        op = a[0]
+        try:
+            if op == "HELLO":
+                return self._hello(reason)
+            family = _FAMILIES.get(op)
+            if family is not None:
+                return family(self, a)
+        except OSError as e:
+            return f"E{e.args[0] if e.args else 5}"
+        raise self._unknown(a)
+
+    def _unknown(self, a) -> RuntimeError:
+        return RuntimeError(f"{self.w.name}: unknown request {a!r}")
+
+    def _hello(self, reason) -> str:
+        w = self.w
+        return (f"{w.rtc_off_us} {reason} {w.dev_eui.hex()} {w.app_key.hex()} {w.interval_s} "
+                f"{1 if w.deep_sleep else 0} {1 if w.confirmed else 0} "
+                f"{w.counter[0] if w.counter is not None else '-'}")
+
+    def _time(self, a) -> str:
+        """Sleeping, the watchdog, the wall clock."""
         op = a[0]
         c = self.sim.clock
         w = self.w
-        try:
-            if op == "S":
-                us = int(a[1])
-                nap = self.warming and us >= _WARMUP_MIN_US
-                if nap:
-                    self.warming = False
-                if nap:  # the sensors' warm-up: on a board cnode.runner.Napping spends it in light sleep
-                    self.modem.sleep()
-                    w.meter.set("cpu", "light_sleep")
-                if self.wdt_ms and c.task.now + us > self.wdt_due:  # sleep_ms never feeds the watchdog
-                    c.sleep_us(max(0, self.wdt_due - c.task.now))
-                    self.wdt_bit = True  # the chip resets: the process ends without an answer
-                    return ""
-                c.sleep_us(us)
-                if nap:
-                    w.meter.set("cpu", "idle")
+        if op == "S":
+            us = int(a[1])
+            nap = self.warming and us >= _WARMUP_MIN_US
+            if nap:
+                self.warming = False
+            if nap:  # the sensors' warm-up: on a board cnode.runner.Napping spends it in light sleep
+                self.modem.sleep()
+                w.meter.set("cpu", "light_sleep")
+            if self.wdt_ms and c.task.now + us > self.wdt_due:  # sleep_ms never feeds the watchdog
+                c.sleep_us(max(0, self.wdt_due - c.task.now))
+                self.wdt_bit = True  # the chip resets: the process ends without an answer
                 return ""
-            if op == "W":
-                self.wdt_ms = int(a[1])
-                self.wdt_due = c.task.now + self.wdt_ms * 1000
-                return "OK"
-            if op == "TS":
-                jump = w.set_clock(int(a[1]), int(a[2]))
-                return f"{w.rtc_off_us} {jump}"
-            if op == "IMR":
-                return w.i2c.readfrom_mem(int(a[1]), int(a[2]), int(a[4]), addrsize=int(a[3])).hex()
-            if op == "IMW":
-                w.i2c.writeto_mem(int(a[1]), int(a[2]), bytes.fromhex(a[4] if len(a) > 4 else ""), addrsize=int(a[3]))
-                return "OK"
-            if op == "UW":
-                was = w.sds_twin.power_state
-                w.uart.write(bytes.fromhex(a[1]))
-                # the node program shares the node's 128K heap, so it waits its warm-up in sleep_ms as Node asks;
-                # the wait after the command that woke the PM sensor is the warm-up (a deep-sleeping node naps it)
-                self.warming = self.warming or (w.deep_sleep and w.counter is None and was == "sleep"
-                                                and w.sds_twin.power_state == "work")
-                return "OK"
-            if op == "UA":
-                return str(w.uart.any())
-            if op == "UR":
-                n = int(a[1])
-                d = w.uart.read(None if n < 0 else n)
-                return d.hex() if d else ""
-            if op == "AV":
-                return str(w.adc.read_uv())
-            if op == "RC":
-                self.modem.configure({"freq_khz": int(a[1]), "sf": int(a[2]), "bw": a[3], "invert_iq_tx": a[4] == "1",
-                                      "invert_iq_rx": a[5] == "1"})
-                return "OK"
-            if op == "RT":
-                self.modem.send(bytes.fromhex(a[1]))
-                return "OK"
-            if op == "RR":
-                p = self.modem.recv(int(a[1]))
-                return bytes(p).hex() if p is not None else ""
-            if op == "RS":
-                tx = Tx(w.name, int(a[1]), int(a[3]), int(a[4]), int(a[5]), a[6] == "1",
-                        bytes.fromhex(a[8]) if len(a) > 8 else b"", None if a[7] == "-" else float(a[7]),
-                        end_us=int(a[2]))
-                if tx.power is not None and tx.power == int(tx.power):
-                    tx.power = int(tx.power)
-                self.sim.air.start(tx)
-                self.txs[id(tx)] = tx
-                # the chip's twin runs in the node's process: its TX is metered from what it radiates
-                self.modem._power("tx", "%s:%s" % (self.modem.pa, a[7] if a[7] != "-" else 14))
-                return str(id(tx))
-            if op == "RE":
-                self.sim.air.end(self.txs.pop(int(a[1])))
-                self.modem._power("standby")
-                return "OK"
-            if op == "RL":
-                tx = self.sim.air.take(int(a[1]), int(a[2]), int(a[3]), int(a[4]), int(a[5]), a[6] == "1")
-                return f"{tx.start_us} {tx.end_us} {tx.data.hex()}" if tx is not None else ""
-            if op == "MG":
-                return w.rtc_mem.hex()
-            if op == "MS":
-                w.rtc_mem = bytes.fromhex(a[1]) if len(a) > 1 else b""
-                return "OK"
-            if op == "P":
-                self.warming = False  # a sample was pushed: the cycle's warm-up is over
-                w.measured.append(int(a[1]))
-                return "OK"
-            if op == "H":
-                self.heap_peak = max(self.heap_peak, int(a[1]))
-                return "OK"
-            if op == "NG":
-                v = w.nvs.d.get(a[1])
-                return "" if v is None or isinstance(v, bytes) else str(v)
-            if op == "NS":
-                w.nvs.set_int(a[1], int(a[2]))
-                return "OK"
-            if op == "NB":
-                v = w.nvs.get_blob(a[1])
-                return v.hex() if v else ""
-            if op == "NW":
-                w.nvs.set_blob(a[1], bytes.fromhex(a[2]) if len(a) > 2 else b"")
-                return "OK"
-            if op == "L":
-                self.log.append((c.task.now // 1000, " ".join(a[1:])))
-                del self.log[:-50]
-                return "OK"
-            if op == "HELLO":
-                return (f"{w.rtc_off_us} {reason} {w.dev_eui.hex()} {w.app_key.hex()} {w.interval_s} "
-                        f"{1 if w.deep_sleep else 0} {1 if w.confirmed else 0} "
-                        f"{w.counter[0] if w.counter is not None else '-'}")
-            if op == "D":  # deep sleep: the process ends; wake it as a new one after the sleep
-                self.modem.sleep()  # the radio sleeps before deep sleep (cnode.runner power_down)
-                w.meter.set("cpu", "deep_sleep")
-                self.deep_sleep_ms = int(a[1])
-                self.wdt_ms = 0  # the chip reboots: no watchdog until the next boot arms one
-                return "OK"
-        except OSError as e:
-            return f"E{e.args[0] if e.args else 5}"
-        raise RuntimeError(f"{w.name}: unknown request {a!r}")
+            c.sleep_us(us)
+            if nap:
+                w.meter.set("cpu", "idle")
+            return ""
+        if op == "W":
+            self.wdt_ms = int(a[1])
+            self.wdt_due = c.task.now + self.wdt_ms * 1000
+            return "OK"
+        if op == "TS":
+            jump = w.set_clock(int(a[1]), int(a[2]))
+            return f"{w.rtc_off_us} {jump}"
+        raise self._unknown(a)
+
+    def _bus(self, a) -> str:
+        """The I2C bus, the UART, the ADC."""
+        op = a[0]
+        w = self.w
+        if op == "IMR":
+            return w.i2c.readfrom_mem(int(a[1]), int(a[2]), int(a[4]), addrsize=int(a[3])).hex()
+        if op == "IMW":
+            w.i2c.writeto_mem(int(a[1]), int(a[2]), bytes.fromhex(a[4] if len(a) > 4 else ""), addrsize=int(a[3]))
+            return "OK"
+        if op == "UW":
+            was = w.sds_twin.power_state
+            w.uart.write(bytes.fromhex(a[1]))
+            # the node program shares the node's 128K heap, so it waits its warm-up in sleep_ms as Node asks;
+            # the wait after the command that woke the PM sensor is the warm-up (a deep-sleeping node naps it)
+            self.warming = self.warming or (w.deep_sleep and w.counter is None and was == "sleep"
+                                            and w.sds_twin.power_state == "work")
+            return "OK"
+        if op == "UA":
+            return str(w.uart.any())
+        if op == "UR":
+            n = int(a[1])
+            d = w.uart.read(None if n < 0 else n)
+            return d.hex() if d else ""
+        if op == "AV":
+            return str(w.adc.read_uv())
+        raise self._unknown(a)
+
+    def _radio(self, a) -> str:
+        """The radio: its chip's twin and the air."""
+        op = a[0]
+        w = self.w
+        if op == "RC":
+            self.modem.configure({"freq_khz": int(a[1]), "sf": int(a[2]), "bw": a[3], "invert_iq_tx": a[4] == "1",
+                                  "invert_iq_rx": a[5] == "1"})
+            return "OK"
+        if op == "RT":
+            self.modem.send(bytes.fromhex(a[1]))
+            return "OK"
+        if op == "RR":
+            p = self.modem.recv(int(a[1]))
+            return bytes(p).hex() if p is not None else ""
+        if op == "RS":
+            tx = Tx(w.name, int(a[1]), int(a[3]), int(a[4]), int(a[5]), a[6] == "1",
+                    bytes.fromhex(a[8]) if len(a) > 8 else b"", None if a[7] == "-" else float(a[7]),
+                    end_us=int(a[2]))
+            if tx.power is not None and tx.power == int(tx.power):
+                tx.power = int(tx.power)
+            self.sim.air.start(tx)
+            self.txs[id(tx)] = tx
+            # the chip's twin runs in the node's process: its TX is metered from what it radiates
+            self.modem._power("tx", "%s:%s" % (self.modem.pa, a[7] if a[7] != "-" else 14))
+            return str(id(tx))
+        if op == "RE":
+            self.sim.air.end(self.txs.pop(int(a[1])))
+            self.modem._power("standby")
+            return "OK"
+        if op == "RL":
+            tx = self.sim.air.take(int(a[1]), int(a[2]), int(a[3]), int(a[4]), int(a[5]), a[6] == "1")
+            return f"{tx.start_us} {tx.end_us} {tx.data.hex()}" if tx is not None else ""
+        raise self._unknown(a)
+
+    def _memory(self, a) -> str:
+        """RTC memory and NVS."""
+        op = a[0]
+        w = self.w
+        if op == "MG":
+            return w.rtc_mem.hex()
+        if op == "MS":
+            w.rtc_mem = bytes.fromhex(a[1]) if len(a) > 1 else b""
+            return "OK"
+        if op == "NG":
+            v = w.nvs.d.get(a[1])
+            return "" if v is None or isinstance(v, bytes) else str(v)
+        if op == "NS":
+            w.nvs.set_int(a[1], int(a[2]))
+            return "OK"
+        if op == "NB":
+            v = w.nvs.get_blob(a[1])
+            return v.hex() if v else ""
+        if op == "NW":
+            w.nvs.set_blob(a[1], bytes.fromhex(a[2]) if len(a) > 2 else b"")
+            return "OK"
+        raise self._unknown(a)
+
+    def _events(self, a) -> str:
+        """What the node tells the simulation: samples, heap, log lines, deep sleep."""
+        op = a[0]
+        c = self.sim.clock
+        w = self.w
+        if op == "P":
+            self.warming = False  # a sample was pushed: the cycle's warm-up is over
+            w.measured.append(int(a[1]))
+            return "OK"
+        if op == "H":
+            self.heap_peak = max(self.heap_peak, int(a[1]))
+            return "OK"
+        if op == "L":
+            self.log.append((c.task.now // 1000, " ".join(a[1:])))
+            del self.log[:-50]
+            return "OK"
+        if op == "D":  # deep sleep: the process ends; wake it as a new one after the sleep
+            self.modem.sleep()  # the radio sleeps before deep sleep (cnode.runner power_down)
+            w.meter.set("cpu", "deep_sleep")
+            self.deep_sleep_ms = int(a[1])
+            self.wdt_ms = 0  # the chip reboots: no watchdog until the next boot arms one
+            return "OK"
+        raise self._unknown(a)
+
+
+# each op of the node program (OPS) -> the MpNode method that answers it
+_FAMILIES = {op: family for family, ops in ((MpNode._time, ("S", "W", "TS")),
+                                            (MpNode._bus, ("IMR", "IMW", "UW", "UA", "UR", "AV")),
+                                            (MpNode._radio, ("RC", "RT", "RR", "RS", "RE", "RL")),
+                                            (MpNode._memory, ("MG", "MS", "NG", "NS", "NB", "NW")),
+                                            (MpNode._events, ("P", "H", "L", "D")))
+             for op in ops}
 
 
 class MpSimulation(Simulation):
