@@ -2,8 +2,8 @@
 
 The app goes with the micropython-lib packages its radio needs (citynode.device.mip: pinned, verified, compiled).
 
-The steps are separate functions (find_port, fetch_image, write_image, compile_app, install_app, self_test) that
-`flash()` chains under one progress bar. Every failure a technician can meet is a FlashError with one plain line.
+The steps are separate functions (find_port, fetch_image, write_image, compile_app, install_app; install_app ends
+with the self-test and parse_selftest reads its table) that `flash()` chains under one progress bar. Every failure a technician can meet is a FlashError with one plain line.
 
 The package by step: errors (FlashError), port (find_port, bounded waits, port errors), image (fetch_image,
 pinning, image_chip), writer (write_image through esptool), app (compile_app, install_app, open_repl), selftest
