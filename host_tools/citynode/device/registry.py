@@ -381,12 +381,10 @@ class Registry:
         from its last refusal (None: none, or used)} of a device."""
         eui = self.get(dev_eui).dev_eui
         try:
-            row = self._db.execute("SELECT sent, node, challenge FROM command_counters WHERE dev_eui = ?",
-                                   (eui,)).fetchone()
+            sent, node, challenge = _counters(self._db, eui)
         except sqlite3.OperationalError:  # a read-only registry made before the table existed
-            row = None
-        return {"sent": row[0], "node": row[1], "challenge": row[2]} if row else {"sent": 0, "node": None,
-                                                                                  "challenge": None}
+            sent, node, challenge = 0, None, None
+        return {"sent": sent, "node": node, "challenge": challenge}
 
     def take_command_counter(self, dev_eui: str, resync: bool = False) -> tuple[int, int | None]:
         """The counter for the next command to a device, recorded as given out: one above both the last given
@@ -394,9 +392,7 @@ class Registry:
         node's counter to 0; raises CitynodeError when no challenge is known or the counters are used up."""
         eui = self.get(dev_eui).dev_eui
         with self.transaction() as db:
-            row = db.execute("SELECT sent, node, challenge FROM command_counters WHERE dev_eui = ?",
-                             (eui,)).fetchone()
-            sent, node, challenge = row if row else (0, None, None)
+            sent, node, challenge = _counters(db, eui)
             if resync:
                 if challenge is None:
                     raise CitynodeError(f"no challenge from {eui} yet: send it any command (status will do); it "
@@ -418,9 +414,7 @@ class Registry:
         and the next command goes one above the node's counter."""
         eui = self.get(dev_eui).dev_eui
         with self.transaction() as db:
-            row = db.execute("SELECT sent, node, challenge FROM command_counters WHERE dev_eui = ?",
-                             (eui,)).fetchone()
-            sent, node, challenge = row if row else (0, None, None)
+            sent, node, challenge = _counters(db, eui)
             if status.get("result") == "ok" and isinstance(status.get("counter"), int):
                 node = status["counter"]
                 if status.get("command") == "resync":
@@ -481,6 +475,12 @@ class Registry:
     def set_board(self, dev_eui: str, board: str | None) -> None:
         with self.transaction() as db:
             db.execute("UPDATE devices SET board = ? WHERE dev_eui = ?", (board, norm_hex(dev_eui, 8, "DevEUI")))
+
+
+def _counters(db: sqlite3.Connection, eui: str) -> tuple:
+    """(sent, node, challenge) of a device's command counters; (0, None, None) before its first command."""
+    row = db.execute("SELECT sent, node, challenge FROM command_counters WHERE dev_eui = ?", (eui,)).fetchone()
+    return tuple(row) if row else (0, None, None)
 
 
 def _device(row: sqlite3.Row) -> Device:
