@@ -165,10 +165,11 @@ def simulated():
     u = machine.UART(2, 115200)
     u.attach(SPS30Twin(clock, constant(12.3, 45.6, 7.8)))
     out.append(("SPS30 uint16", SPS30(u, clock)))
-    u = machine.UART(3, 115200)
+    # the ESP32 has UART0..2 (the double refuses others): each driver is measured on its own, so ids repeat
+    u = machine.UART(1, 115200)
     u.attach(SPS30Twin(clock, constant(12.3, 45.6, 7.8)))
     out.append(("SPS30 float", SPS30(u, clock, fmt=FORMAT_FLOAT)))
-    u = machine.UART(4, 9600)
+    u = machine.UART(2, 9600)
     u.attach(PMS5003Twin(clock, constant(12.3, 45.6, 7.8), passive=True))
     out.append(("PMS5003 passive", PMS5003(u, clock)))
     adc = machine.ADC(machine.Pin(35))

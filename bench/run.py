@@ -218,7 +218,7 @@ def main() -> int:
             print(script, json.dumps(res["others"][script])[:400])
         (ROOT / "bench" / "results.json").write_text(json.dumps(res, indent=1) + "\n")
         write_readme(res)
-        return 0
+        return _failed(res)
     if not DATA.is_dir():
         print(f"bench needs the recorded data at {DATA}", file=sys.stderr)
         return 1
@@ -239,7 +239,15 @@ def main() -> int:
         res["others"] = json.loads(path.read_text()).get("others", {})
     path.write_text(json.dumps(res, indent=1) + "\n")
     write_readme(res)
-    return 0
+    return _failed(res)
+
+
+def _failed(res) -> int:
+    """1 when a benchmark failed (its figures are an error record now): a bench that broke must not pass."""
+    bad = [k for k, v in res.get("others", {}).items() if isinstance(v, dict) and "error" in v]
+    for k in bad:
+        print(f"bench: {k} failed: {res['others'][k]['error']}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
 from micropython import const
 
 from cnode.encoder import LIMIT_MAX
-from cnode.lorawan import JoinFailed, NotJoined, PayloadTooLong
+from cnode.lorawan import JoinFailed, NotJoined, check_uplink
 from cnode.mqtt import MQTTClient, MQTTError, MQTTTimeout
 
 _DL_MAX = const(4)  # downlinks kept until handed over; older ones are dropped first
@@ -210,12 +210,7 @@ class MqttLink:
         """Publish one frame. Confirmed: QoS 1, returns whether its PUBACK came within ack_timeout_ms (if not,
         the connection is dropped and reopened on the next call). Raises NotJoined, PayloadTooLong, LinkDown.
         Afterwards .downlink holds (port, bytes) of one downlink received, or None."""
-        if not self.joined:
-            raise NotJoined("join first")
-        if not 1 <= port <= 223:
-            raise ValueError("port must be 1..223")
-        if len(data) > LIMIT_MAX:
-            raise PayloadTooLong("%d B > %d B" % (len(data), LIMIT_MAX))
+        check_uplink(self, port, len(data))
         self.downlink = None
         self.acked = False
         c = self.client

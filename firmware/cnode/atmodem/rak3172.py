@@ -127,19 +127,33 @@ class RAK3172(AtLink):
         LinkTimeout, ModemBusy, ModemError; ValueError for a port outside 1..223."""
         n = len(data)
         check_uplink(self, port, n)
-        cfm = 1 if confirmed else 0
-        if cfm != self._cfm:
-            self.command("AT+CFM=%d" % cfm)
-            self._cfm = cfm
+        self._set_confirmed(1 if confirmed else 0)
         self.downlink = None
         self.acked = False
         self._dr_ok = False  # ADR may move the DR with any downlink: ask again before the next frame
+        self._submit(port, data, n)
+        self._await_end(confirmed)
+        self.sent += 1
+        return self.acked if confirmed else True
+
+    def _set_confirmed(self, cfm):
+        """AT+CFM only when it changes: the modem keeps it."""
+        if cfm != self._cfm:
+            self.command("AT+CFM=%d" % cfm)
+            self._cfm = cfm
+
+    def _submit(self, port, data, n):
+        """AT+SEND; a parameter error here means the DR fell since it was read (port and hex were checked)."""
         try:
             self.command("AT+SEND=%d:" % port, hexlify(data).upper())
         except ModemError as e:
-            if e.reply == "AT_PARAM_ERROR":  # port and hex are checked here: the DR fell since it was read
+            if e.reply == "AT_PARAM_ERROR":
                 raise PayloadTooLong("AT+SEND: %d B refused at the modem's DR" % n)
             raise
+
+    def _await_end(self, confirmed):
+        """The modem's events up to the uplink's end: TX_DONE, or for a confirmed one SEND_CONFIRMED_OK/FAILED;
+        a downlink event on the way is kept."""
         wait = _CONFIRMED_MS if confirmed else _SEND_MS
         start = self.clock.ticks_ms()
         while True:
@@ -151,14 +165,12 @@ class RAK3172(AtLink):
                 self._rx(line)
             elif line == "+EVT:TX_DONE":
                 if not confirmed:
-                    break
+                    return
             elif line.startswith("+EVT:SEND_CONFIRMED_OK"):
                 self.acked = True
-                break
+                return
             elif line.startswith("+EVT:SEND_CONFIRMED_FAILED"):
-                break
-        self.sent += 1
-        return self.acked if confirmed else True
+                return
 
     def _rx(self, line):
         # +EVT:RX_1:-70:8:UNICAST:1:1234

@@ -12,7 +12,7 @@
 from micropython import const
 
 from cnode.drivers.i2creg import I2CReg
-from cnode.drivers.errors import FrameError, SensorAbsent, SensorStuck, SensorTimeout
+from cnode.drivers.errors import FrameError, SensorAbsent, SensorTimeout, count_stuck, same_bytes
 
 ADDR = const(0x76)  # SDO to GND; 0x77 with SDO to VDDIO
 _REG_CALIB00 = const(0x88)  # 0x88..0xA1: dig_T1..dig_P9, 0xA0 reserved, 0xA1 dig_H1
@@ -247,7 +247,7 @@ class BME280(I2CReg):
         adc_h = (d[6] << 8) | d[7]
         if adc_t == 0x80000 or adc_p == 0x80000 or adc_h == 0x8000:
             raise FrameError("BME280: measurement skipped (reset values in data registers)")
-        self._check_stuck()
+        count_stuck(self, same_bytes(d, self._last, 8), "BME280")
         r = self.raw
         r[0] = adc_t
         r[1] = adc_p
@@ -264,14 +264,3 @@ class BME280(I2CReg):
         else:
             v[2] = pressure_pa(cal, adc_p, tf)
 
-    def _check_stuck(self):
-        d = self._data
-        last = self._last
-        same = True
-        for i in range(8):
-            if d[i] != last[i]:
-                same = False
-                last[i] = d[i]
-        self._same = self._same + 1 if same else 0
-        if self._stuck_n and self._same + 1 >= self._stuck_n:
-            raise SensorStuck("BME280: raw data unchanged for %d reads" % (self._same + 1))

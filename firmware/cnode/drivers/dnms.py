@@ -10,8 +10,8 @@
 # Floats are decoded to integer tenths of a dB without float objects (nothing allocated per read).
 from micropython import const
 
-from cnode.drivers.errors import FrameError, SensorStuck, SensorTimeout
-from cnode.drivers.sensirion import SensirionDevice, same_bytes
+from cnode.drivers.errors import FrameError, SensorTimeout, count_stuck, same_bytes
+from cnode.drivers.sensirion import SensirionDevice
 
 ADDR = const(0x55)
 _CMD_RESET = const(0x0001)
@@ -89,10 +89,7 @@ class DNMS(SensirionDevice):
             if clock.ticks_diff(clock.ticks_ms(), t0) >= _READY_BOUND_MS:
                 raise SensorTimeout("DNMS: no data ready within %d ms" % _READY_BOUND_MS)
         self.query(_CMD_READ_LEQ, 6, 0)
-        same = same_bytes(self.rx, self._last, 18)
-        self._same = self._same + 1 if same else 0
-        if self._stuck_n and self._same + 1 >= self._stuck_n:
-            raise SensorStuck("DNMS: levels unchanged for %d reads" % (self._same + 1))
+        count_stuck(self, same_bytes(self.rx, self._last, 18), "DNMS")
         w = self.words
         laeq = f32_tenths(w[0], w[1])
         lamin = f32_tenths(w[2], w[3])

@@ -1,4 +1,5 @@
-# Specific sensor errors: every driver failure is one of these, so the sampler can flag and go on.
+# Specific sensor errors: every driver failure is one of these, so the sampler can flag and go on; and the
+# stuck-value count the I2C drivers share.
 from micropython import const
 
 
@@ -44,3 +45,22 @@ def no_frame(name, got, partial):
     if partial:
         return SensorTimeout("%s frame incomplete" % name)
     return FrameError("%s %d bytes, no frame" % (name, got))
+
+
+def same_bytes(a, b, n):
+    """True if a[:n] == b[:n]; copies a into b either way (for stuck-value detection). No allocation."""
+    same = True
+    for i in range(n):
+        if a[i] != b[i]:
+            same = False
+            b[i] = a[i]
+    return same
+
+
+def count_stuck(drv, same, name):
+    """One more raw reading of drv (same: bit-identical to the last): drv._same counts the repeats, and
+    SensorStuck is raised once drv._stuck_n readings in a row are identical (0: never)."""
+    n = drv._same + 1 if same else 0
+    drv._same = n
+    if drv._stuck_n and n + 1 >= drv._stuck_n:
+        raise SensorStuck("%s: raw data unchanged for %d reads" % (name, n + 1))

@@ -12,8 +12,8 @@
 # T = -45 + 175 * w / 2**16 degC, RH = 100 * w / 2**16 %RH (as embedded-i2c-scd4x: (21875 * w) >> 13 mdegC).
 from micropython import const
 
-from cnode.drivers.errors import SensorAbsent, SensorStuck, SensorTimeout
-from cnode.drivers.sensirion import SensirionDevice, same_bytes
+from cnode.drivers.errors import SensorAbsent, SensorTimeout, count_stuck, same_bytes
+from cnode.drivers.sensirion import SensirionDevice
 
 ADDR = const(0x62)
 _CMD_START_PERIODIC = const(0x21B1)
@@ -165,10 +165,7 @@ class SCD4x(SensirionDevice):
                 raise SensorTimeout("SCD4x: no data ready within %d ms" % _READY_BOUND_MS)
             clock.sleep_ms(_POLL_MS)
         self.query(_CMD_READ_MEASUREMENT, 3, _CMD_MS)
-        same = same_bytes(self.rx, self._last, 9)
-        self._same = self._same + 1 if same else 0
-        if self._stuck_n and self._same + 1 >= self._stuck_n:
-            raise SensorStuck("SCD4x: raw data unchanged for %d reads" % (self._same + 1))
+        count_stuck(self, same_bytes(self.rx, self._last, 9), "SCD4x")
         w = self.words
         r = self.raw
         r[0] = w[0]

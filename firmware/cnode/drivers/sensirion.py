@@ -146,12 +146,3 @@ class SensirionDevice:
             self._clock.sleep_ms(delay_ms)
         self.read_words(n)
 
-
-def same_bytes(a, b, n):
-    """True if a[:n] == b[:n]; copies a into b either way (for stuck-value detection). No allocation."""
-    same = True
-    for i in range(n):
-        if a[i] != b[i]:
-            same = False
-            b[i] = a[i]
-    return same

@@ -6,8 +6,8 @@
 # Conversion 4.6: T = -45 + 175 * S_T / 65535 degC, RH = -6 + 125 * S_RH / 65535 %RH, RH clamped to 0..100.
 from micropython import const
 
-from cnode.drivers.errors import SensorStuck
-from cnode.drivers.sensirion import SensirionDevice, same_bytes
+from cnode.drivers.errors import count_stuck, same_bytes
+from cnode.drivers.sensirion import SensirionDevice
 
 ADDR = const(0x44)
 _CMD_MEASURE_HIGH = const(0xFD)
@@ -62,10 +62,7 @@ class SHT4x(SensirionDevice):
         self.write_cmd8(_CMD_MEASURE_HIGH)
         self._clock.sleep_ms(_MEAS_WAIT_MS)
         self.read_words_busy(2, _MEAS_BOUND_MS)
-        same = same_bytes(self.rx, self._last, 6)
-        self._same = self._same + 1 if same else 0
-        if self._stuck_n and self._same + 1 >= self._stuck_n:
-            raise SensorStuck("SHT4x: raw data unchanged for %d reads" % (self._same + 1))
+        count_stuck(self, same_bytes(self.rx, self._last, 6), "SHT4x")
         w = self.words
         self.raw[0] = w[0]
         self.raw[1] = w[1]

@@ -42,7 +42,7 @@ class PayloadTooLong(LoRaWANError):
 
 
 def check_uplink(link, port, n):
-    """What every link (Mac, the AT modems) checks before an uplink of n bytes on FPort `port`: a session, the
+    """What every link (Mac, the AT modems, MQTT) checks before an uplink of n bytes on FPort `port`: a session, the
     port, and the size at link.max_payload(). Raises NotJoined, ValueError or PayloadTooLong."""
     if not link.joined:
         raise NotJoined("join first")
@@ -50,4 +50,5 @@ def check_uplink(link, port, n):
         raise ValueError("FPort must be 1..223")
     limit = link.max_payload()
     if n > limit:
-        raise PayloadTooLong("%d B > %d B at DR%d" % (n, limit, link.dr))
+        dr = getattr(link, "dr", None)  # an MQTT link has no data rate
+        raise PayloadTooLong("%d B > %d B" % (n, limit) + ("" if dr is None else " at DR%d" % dr))
