@@ -132,7 +132,7 @@ class NodeWorld:
         r = self.board.get("radio") or {}
         self.radio_part = r.get("type", "sx1276") if r.get("type") in ("sx1276", "sx1262") else "sx1276"
         self.radio_pa = r.get("tx_ant", "PA_BOOST") if self.radio_part == "sx1276" else "HP"
-        self.cell = Cell(cell_mah, lambda: self.meter.usage().total_mah(), start_soc=0.95)
+        self.cell = Cell(cell_mah, self.meter.charge_mah, start_soc=0.95)
         self.bat_twin = BatteryTwin(R1, R2, self.cell.millivolts)
         self.bat_twin.attach(self.adc)
         self.modem = None  # the node's radio (FleetModem), metered from its first boot on
