@@ -356,7 +356,8 @@ def _max_duty_pct(txs) -> float:
 def _carried(tx) -> set[int]:
     """Unix times of the samples a data uplink carried, read with the keys in force when it was sent (what a
     network server would have decoded had the frame arrived); empty for anything else."""
-    import cryptolib
+    # MicroPython's built-in; under CPython the stand-in that importing cnode installs in sys.modules
+    import cryptolib  # pyright: ignore[reportMissingImports]
 
     from cnode.lorawan import crypto
 
