@@ -69,6 +69,7 @@ check-mpy: $(STAMP)
 
 typecheck: $(TYPINGS)
 	$(BIN)/pyright -p pyrightconfig.json
+	$(BIN)/pyright -p pyrightconfig.host.json
 
 pytest: $(STAMP) $(JS) system-deps
 	$(BIN)/python -m pytest -q

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeGuard
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -83,7 +83,7 @@ def _topic_part(s: str) -> str:
 _DEVICE = re.compile(r"[0-9a-f]{16}|[a-z0-9](?:[-a-z0-9]{0,34}[a-z0-9])?")
 
 
-def device_name_ok(device: str | None) -> bool:
+def device_name_ok(device: str | None) -> TypeGuard[str]:
     return device is not None and _DEVICE.fullmatch(device) is not None
 
 

@@ -419,7 +419,8 @@ class StaOutput:
             except (BoardError, OSError, ValueError):
                 sensors = []
             for s in sensors:
-                drv = _ALIAS.get(s["driver"], s["driver"])
+                driver: str = s["driver"]  # a str: boards._sensor checks it
+                drv = _ALIAS.get(driver, driver)
                 if channel in channels(s) or s.get("channel") == channel:
                     base = SENSORS.get(drv, (drv, "", ""))
                     return (s.get("model", base[0]), s.get("maker", base[1]), s.get("datasheet", base[2]))

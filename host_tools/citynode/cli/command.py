@@ -18,6 +18,7 @@ def register(sub) -> None:
     p = add_command(sub, "command", cmd_command,
                     "Build a downlink command with the device's next counter, or record its status answer.",
                     "citynode command 70B3D57ED0000001 set_interval 600 --registry fleet.db")
+    assert p.description is not None  # add_command always gives one
     p.description += (
         "\n  citynode command 70B3D57ED0000001 --status a5000101060205071affffffff0e1a12345678"
         " --registry fleet.db\n  citynode command 70B3D57ED0000001 resync --registry fleet.db\n\n"

@@ -19,6 +19,7 @@ def register(sub) -> None:
                     "and run the node's self-test.",
                     "citynode flash --board heltec-wifi-lora-32-v3 --port /dev/ttyUSB0\n"
                     "  citynode flash --board tbeam --port /dev/ttyUSB0 --mip-index ~/mirror/micropython-lib")
+    assert p.description is not None  # add_command always gives one
     p.description = p.description.replace("\n\nExample:", (
         "\n\nWriting the image erases the board's NVS partition (the image covers it; if not, it is erased\n"
         "separately and read back): its keys, LoRaWAN session and production mode are gone, and it needs\n"

@@ -277,6 +277,7 @@ class NodeSession:
         """Reset the node (removing MicroPython's stock boot.py first, see RESTART_SCRIPT) and wait up to
         `seconds` for the line a node in production mode prints at boot; True if it came. The session is over."""
         tr = self._tr
+        assert tr is not None  # the session is open (__enter__)
         with contextlib.redirect_stdout(self._sink):
             try:
                 tr.exec_raw_no_follow(RESTART_SCRIPT)

@@ -62,7 +62,7 @@ def default_index() -> str:
 def packages_for(board) -> tuple[str, ...]:
     """The micropython-lib packages a board needs, from its radio type (a Board, or a board file's dict)."""
     radio = board.radio if hasattr(board, "radio") else (board.get("radio") or {})
-    return RADIO_PACKAGES.get(radio.get("type"), ())
+    return RADIO_PACKAGES.get(radio.get("type") or "", ())  # no radio type: no packages
 
 
 # -- the index ------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
+from typing import Any
 
 from citynode.energy import model
 from citynode.energy.meter import Meter, Usage
@@ -21,8 +22,9 @@ _I2C_ADDR = {"bme280": "0x76", "sht4x": "0x44", "scd4x": "0x62", "qmc5883l": "0x
              "dnms": "0x55"}
 _UART_SENSORS = ("sds011", "pms5003", "sps30", "gps_nmea")
 # UART pins for a sensor the board file does not wire (--sensors): free on every board of that chip we ship
-_SPARE_UART = {"esp32": ({"id": 1, "tx": 25, "rx": 39}, {"id": 2, "tx": 2, "rx": 36}),
-               "esp32s3": ({"id": 1, "tx": 33, "rx": 34}, {"id": 2, "tx": 45, "rx": 46})}
+_SPARE_UART: dict[str, tuple[dict[str, Any], ...]] = {  # like a board file's "uarts" entries
+    "esp32": ({"id": 1, "tx": 25, "rx": 39}, {"id": 2, "tx": 2, "rx": 36}),
+    "esp32s3": ({"id": 1, "tx": 33, "rx": 34}, {"id": 2, "tx": 45, "rx": 46})}
 
 
 class BudgetError(ValueError):
@@ -169,6 +171,7 @@ def run(board: dict, days: float = 1.0, interval_s: int | None = None, dr: int |
             meter.add("pmic", "axp192", "on")
         link = None
         if api:
+            assert kind is not None  # api: the radio is an sx1276 or sx1262
             pa = b["radio"].get("tx_ant", "PA_BOOST") if kind == "sx1276" else "HP"
             modem = SimModem(vb.air, "vnode", clock=clock, pa=pa, reg=None if kind == "sx1276" else "LDO")
             meter.watch("radio", modem, kind)
@@ -176,6 +179,7 @@ def run(board: dict, days: float = 1.0, interval_s: int | None = None, dr: int |
             notes.append(f"radio: no micropython-lib driver given; the {kind} is the API-level modem "
                          "(TX, RX, standby and sleep metered as the driver would set them)")
         elif isinstance(vb.radio, Powered):
+            assert kind is not None  # VirtualBoard made a radio twin: the board's radio has a type
             meter.watch("radio", vb.radio, kind)
             if kind in ("lora-e5", "rak3172"):
                 notes.append(f"radio: the {kind} is metered idle between transmissions (its receive windows at the "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from typing import BinaryIO
 
 import cbor2
 
@@ -53,7 +54,7 @@ def senml_cbor(pack: list[dict]) -> bytes:
 class Writer:
     """Writes samples to a text or binary stream in one of FORMATS."""
 
-    def __init__(self, fmt: str, out, binary_out=None):
+    def __init__(self, fmt: str, out, binary_out: BinaryIO | None = None):
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}")
         self.fmt = fmt
@@ -77,6 +78,7 @@ class Writer:
         elif self.fmt == "senml-cbor":
             pack = senml_pack(samples, device)
             if pack:
+                assert self.bout is not None  # senml-cbor is written to the binary stream (stdout's buffer)
                 self.bout.write(senml_cbor(pack))
         else:
             assert self._csv is not None

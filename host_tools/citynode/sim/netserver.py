@@ -7,7 +7,7 @@
 import struct
 
 import cnode  # noqa: F401  (installs the cryptolib shim under CPython)
-import cryptolib
+import cryptolib  # pyright: ignore[reportMissingImports]  # MicroPython's built-in, or the shim above
 from cnode.lorawan import crypto
 from cnode.lorawan import region as R
 from cnode.lorawan.cmac import Cmac

@@ -135,7 +135,8 @@ def _connect(port: str, no_reset: bool, connect_attempts: int):
 
 def _identify(esp, board: Board, port: str) -> tuple[str, str]:
     """The chip (which must be the board's) and its MAC address."""
-    found = ESPTOOL_CHIP_NAMES.get(esp.CHIP_NAME, esp.CHIP_NAME)
+    chip_name: str = esp.CHIP_NAME
+    found = ESPTOOL_CHIP_NAMES.get(chip_name, chip_name)
     if found != board.chip:
         raise FlashError(f"wrong chip: board {board.name} has an {board.chip} but the chip on {port} is an "
                          f"{esp.CHIP_NAME}; pick the right --board")

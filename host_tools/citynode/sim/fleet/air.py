@@ -7,6 +7,7 @@ transmission that overlapped it is known."""
 from __future__ import annotations
 
 import random
+from typing import Callable
 
 from citynode.sim.hwsim.radio import SimModem, Tx
 
@@ -20,7 +21,8 @@ class FleetAir:
         self._down: list[Tx] = []  # downlinks not yet heard
         self._listeners = []  # fn(tx) for each uplink that reaches the network (gateways)
         self._after = []  # fn() once every gateway heard it (the network server's dedup flush)
-        self.on_start = None  # fn(tx) when a transmission starts (the simulator tags it with its keys)
+        # fn(tx) when a transmission starts (the simulator tags it with its keys)
+        self.on_start: Callable[[Tx], None] | None = None
         self.collided = 0
         self.lost = 0
         self.delivered = 0

@@ -25,9 +25,9 @@ class _Task:
         self.now = at_us
         self.go = threading.Lock()  # held while the task must wait; released to let it run
         self.go.acquire()
-        self.thread = None
+        self.thread: threading.Thread | None = None
         self.done = False
-        self.error = None
+        self.error: BaseException | None = None
         self.stop = False
         self.interrupt = None  # an exception to raise in the task when it next wakes
         self.timers: list = []  # (due us, seq, fn): this node's own events (pin edges from its twins)

@@ -7,6 +7,7 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from cnode.lorawan.region import BANDS, DR_SF
 
@@ -39,12 +40,12 @@ class SimConfig:
     env_series: object = None  # functions of ms since start (replay), or None for synthetic
     pm_series: object = None
     counter: object = None  # (channel, [count per hour from the start]) drives a pulse counter on every node
-    progress: object = None  # fn(fraction) or None
+    progress: Callable[[float], object] | None = None  # fn(fraction) or None
     drain_s: int = 7200  # nodes run on this long so that what they measured in time can still be sent
-    board: object = None  # the board file (dict) every node is: its name goes into --frames; under the MicroPython
+    board: dict | None = None  # the board file (dict) every node is: its name goes into --frames; under the MicroPython
     #                       runtime its LoRa chip runs as a register-level twin under micropython-lib's driver
-    battery_mah: object = None  # each node's cell (mAh); None: the board's cell (citynode.energy), else 3400
-    radio_lib: object = None  # folder holding micropython-lib's `lora` package for the node processes (or None:
+    battery_mah: float | None = None  # each node's cell (mAh); None: the board's cell (citynode.energy), else 3400
+    radio_lib: str | None = None  # folder holding micropython-lib's `lora` package for the node processes (or None:
     #                           the API-level modem)
 
 
@@ -197,10 +198,11 @@ class Simulation:
             self.sched.spawn(w.name, w.run)
         self._plan_power_cuts(end_s)
         self._plan_mac_requests(end_s)
-        if cfg.progress is not None:
+        progress = cfg.progress
+        if progress is not None:
             steps = 50
             for k in range(1, steps + 1):
-                self.sched.call_at(end_s * k / steps, lambda k=k: cfg.progress(k / steps))
+                self.sched.call_at(end_s * k / steps, lambda k=k: progress(k / steps))
         t0 = time.perf_counter()
         self.sched.run(until_s=end_s + cfg.drain_s)
         self.wall_s = time.perf_counter() - t0
@@ -354,7 +356,8 @@ def _max_duty_pct(txs) -> float:
 def _carried(tx) -> set[int]:
     """Unix times of the samples a data uplink carried, read with the keys in force when it was sent (what a
     network server would have decoded had the frame arrived); empty for anything else."""
-    import cryptolib
+    # MicroPython's built-in; under CPython the stand-in that importing cnode installs in sys.modules
+    import cryptolib  # pyright: ignore[reportMissingImports]
 
     from cnode.lorawan import crypto
 

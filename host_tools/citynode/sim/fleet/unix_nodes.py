@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 from citynode.energy import model
 from citynode.sim.hwsim import machine as hw
@@ -44,7 +45,7 @@ OPS = ("HELLO",  # -> wall clock offset us, reason dev_eui app_key interval deep
 class MpNode:
     """Serves one MicroPython node process from its simulator task."""
 
-    def __init__(self, world: NodeWorld, sim: Simulation, heap: str, folder: str):
+    def __init__(self, world: NodeWorld, sim: MpSimulation, heap: str, folder: str):
         self.w = world
         self.sim = sim
         self.heap = heap
@@ -71,7 +72,7 @@ class MpNode:
         c = self.sim.clock
         w = self.w
         if w.counter is not None:
-            w.count_pin.irq(handler=lambda pin: self.edges.append(c.task.now), trigger=hw.Pin.IRQ_RISING)
+            w.count_pin.irq(handler=lambda pin: self.edges.append(c.us), trigger=hw.Pin.IRQ_RISING)
             w.start_counter()
         c.sleep_ms(w.rng.uniform(0, w.interval_s * 1000))
         w.power_on()
@@ -124,9 +125,9 @@ class MpNode:
             if self.cut:
                 self.cut = False
                 return  # power cut: the process dies between two of its requests
-            if self.hang_at and c.task.now >= self.hang_at[0] and self.wdt_ms:
+            if self.hang_at and c.us >= self.hang_at[0] and self.wdt_ms:
                 self.hang_at.pop(0)  # the node hangs here: nothing feeds the watchdog until it bites
-                c.sleep_us(max(0, self.wdt_due - c.task.now))
+                c.sleep_us(max(0, self.wdt_due - c.us))
                 self.wdt_bit = True
                 return
             self.requests += 1
@@ -135,7 +136,7 @@ class MpNode:
             reply = self._do(a, reason)
             if self.wdt_bit:
                 return
-            head = str(c.task.now)
+            head = str(c.us)
             if self.edges:
                 head += "".join(f",{e}" for e in self.edges)
                 self.edges.clear()
@@ -176,8 +177,8 @@ class MpNode:
             if nap:  # the sensors' warm-up: on a board cnode.runner.Napping spends it in light sleep
                 self.modem.sleep()
                 w.meter.set("cpu", "light_sleep")
-            if self.wdt_ms and c.task.now + us > self.wdt_due:  # sleep_ms never feeds the watchdog
-                c.sleep_us(max(0, self.wdt_due - c.task.now))
+            if self.wdt_ms and c.us + us > self.wdt_due:  # sleep_ms never feeds the watchdog
+                c.sleep_us(max(0, self.wdt_due - c.us))
                 self.wdt_bit = True  # the chip resets: the process ends without an answer
                 return ""
             c.sleep_us(us)
@@ -186,7 +187,7 @@ class MpNode:
             return ""
         if op == "W":
             self.wdt_ms = int(a[1])
-            self.wdt_due = c.task.now + self.wdt_ms * 1000
+            self.wdt_due = c.us + self.wdt_ms * 1000
             return "OK"
         if op == "TS":
             jump = w.set_clock(int(a[1]), int(a[2]))
@@ -290,7 +291,7 @@ class MpNode:
             self.heap_peak = max(self.heap_peak, int(a[1]))
             return "OK"
         if op == "L":
-            self.log.append((c.task.now // 1000, " ".join(a[1:])))
+            self.log.append((c.us // 1000, " ".join(a[1:])))
             del self.log[:-50]
             return "OK"
         if op == "D":  # deep sleep: the process ends; wake it as a new one after the sleep
@@ -317,7 +318,7 @@ class MpSimulation(Simulation):
         self.folder = tempfile.mkdtemp(prefix="citynode-mp-")
         self.mpy_dir = compiled_firmware()
         self.board = None  # the board file in each node's flash: its radio chip runs as a twin under the driver
-        self.mp_path = [self.mpy_dir, HOST_DIR]
+        self.mp_path: list[Path | str] = [self.mpy_dir, HOST_DIR]  # MICROPYPATH
         if cfg.board is not None and cfg.radio_lib is not None and cfg.board["radio"]["type"] in ("sx1276", "sx1262"):
             self.board = cfg.board
             self.radio_kind = "twin"

@@ -191,7 +191,8 @@ class NodeWorld:
         modem = self.radio()
         mac = Mac(modem, c, self.nvs, self.dev_eui, bytes(8), self.app_key,
                   rand=lambda n: self.rng.randrange(n) if n > 0 else 0)
-        mac.set_clock = self.set_clock
+        # the firmware's hook, fn(s, us) or None: declared None in cnode.lorawan.mac (no typing on MicroPython)
+        mac.set_clock = self.set_clock  # pyright: ignore[reportAttributeAccessIssue]
         self.mac = mac
         reason = {1: 1, 4: 4, 3: 3, 2: 2}.get(self.reset_cause, 0)
         # on a board that deep-sleeps, cnode.runner gives the node a clock whose warm-up wait is a light sleep

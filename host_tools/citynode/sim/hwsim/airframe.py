@@ -3,7 +3,11 @@
 
 
 class Tx:
-    def __init__(self, source, start_us, freq_khz, sf, bw_khz, iq_inverted, data, power=0, crc=True, end_us=None):
+    # set later by the fleet simulation, not by __init__ (a node process holds no more than it needs):
+    fate: str  # FleetAir's verdict on an uplink: "delivered", "collided", "lost" or "no antenna"
+
+    def __init__(self, source, start_us, freq_khz, sf, bw_khz, iq_inverted, data, power: float | None = 0, crc=True,
+                 end_us=None):
         self.source = source
         self.start_us = start_us
         if end_us is None:  # LoRaWAN's CR 4/5 and 8-symbol preamble (a register-level twin gives its own)

@@ -112,6 +112,7 @@ class _BLE:
         return max(1, self._scan[1] // 1000) if self._scan is not None else 1000
 
     def _tick(self):
+        assert self._clock is not None  # follow() set it before it scheduled the first tick
         step = self._step_ms()
         self.advance(step, step)
         self._clock.call_at_ms(self._t_ms + self._step_ms(), self._tick)

@@ -15,10 +15,11 @@ def load(clock, lib_dir=None):
         # lora/__init__ skips a missing chip package only if the ImportError says "no module named" in
         # MicroPython's lower case; CPython capitalises it. The STM32WL5 package is never installed: an empty one.
         sys.modules["lora.stm32wl5"] = type(sys)("lora.stm32wl5")
-    import lora  # noqa: F401  (micropython-lib, installed as a board gets it; never part of this project)
+    # micropython-lib, installed as a board gets it (lib_dir); never part of this project nor of its venv
+    import lora  # noqa: F401  # pyright: ignore[reportMissingImports]
 
     for name in _MODULES:
         m = sys.modules.get(name)
         if m is not None:
-            m.time = clock
+            m.time = clock  # pyright: ignore[reportAttributeAccessIssue]  # the module's global, rebound
     return lora

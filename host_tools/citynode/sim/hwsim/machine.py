@@ -78,7 +78,7 @@ def _no_kw(kw):
         raise TypeError("function doesn't take keyword arguments")
 
 
-def _args(args, kw, names, defaults):
+def _args(args, kw, names, defaults) -> list:
     """Arguments as mp_arg_parse_all reads them: positional then keyword, by name; unknown keywords and
     extra positionals are TypeErrors with the port's messages. Returns the values in `names` order."""
     _positional(args, len(names))
@@ -450,7 +450,8 @@ class I2C:
     def __init__(self, *args, **kw):
         if not args or args[0] == -1:
             sys.stderr.write("Warning: I2C(-1, ...) is deprecated, use SoftI2C(...) instead\n")
-            SoftI2C.init(self, *args[1:], **kw)
+            # as the port does, the deprecated I2C(-1) is a SoftI2C: SoftI2C's init sets up this very object
+            SoftI2C.init(self, *args[1:], **kw)  # pyright: ignore[reportArgumentType]
             return
         _positional(args, 1)
         id = _int(args[0])
@@ -798,7 +799,8 @@ class SPI:
         self.peer = None
         if not args or args[0] == -1:
             sys.stderr.write("Warning: SPI(-1, ...) is deprecated, use SoftSPI(...) instead\n")
-            SoftSPI.init(self, *args[1:], **kw)
+            # as the port does, the deprecated SPI(-1) is a SoftSPI: SoftSPI's init sets up this very object
+            SoftSPI.init(self, *args[1:], **kw)  # pyright: ignore[reportArgumentType]
             return
         id = _int(args[0])
         if id not in (1, 2):

@@ -48,9 +48,10 @@ class BatteryTwin:
         self._rnd = (1103515245 * self._rnd + 12345) & 0x7FFFFFFF
         return self._rnd >> 8
 
-    def battery_mv(self, ms):
+    def battery_mv(self, ms) -> float:
         s = self.series_mv
-        return s(ms) if callable(s) else s
+        # series_mv is mV or fn(ms) -> mV, unannotated (this file also runs on MicroPython: no typing module)
+        return s(ms) if callable(s) else s  # pyright: ignore[reportReturnType]
 
     def pin_uv(self, ms):
         """The true (error-free) voltage at the ADC pin in microvolts."""

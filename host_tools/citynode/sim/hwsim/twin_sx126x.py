@@ -70,7 +70,7 @@ _BUSY_WARM_WAKE_US = 340  # a warm start from sleep: the configuration is kept, 
 class SX1262Twin(Powered):
     # The driver polls BUSY every microsecond of virtual time, so each modelled microsecond costs a loop turn:
     # a long fleet run may set this False to leave the TCXO start-up delay off BUSY (the radio still needs it).
-    TCXO_ON_BUSY = True
+    TCXO_ON_BUSY: bool = True
 
     def __init__(self, clock, air, sck, cs, busy, dio1=None, reset=None, tcxo_mv=None, name="node", snr_db=7,
                  rssi_dbm=-95):

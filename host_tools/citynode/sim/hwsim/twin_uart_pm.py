@@ -240,7 +240,7 @@ class SPS30Twin(_Twin):
             self.state = st
             self._power(("idle", "measure", "sleep")[st])
 
-    def on_write(self, uart, data):
+    def on_write(self, uart, data: bytes):
         for b in data:
             if not self._iface_awake:  # DS 5.3.5: in sleep the UART is off; a first byte wakes it
                 self._iface_awake = True

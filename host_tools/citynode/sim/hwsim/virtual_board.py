@@ -149,7 +149,9 @@ class VirtualBoard:
         elif kind in ("lora-e5", "rak3172"):
             from citynode.sim.hwsim import twin_atmodem
             t = (twin_atmodem.LoRaE5Twin if kind == "lora-e5" else twin_atmodem.RAK3172Twin)(c)
-            t.on_uplink = self._modem_uplink  # the modem is its own network: what it delivered is reported
+            # the modem is its own network: what it delivered is reported (on_uplink, fn(port, bytes) or None, is
+            # untyped in the twin, which also runs on MicroPython)
+            t.on_uplink = self._modem_uplink  # pyright: ignore[reportAttributeAccessIssue]
             self.radio = hw.attach_uart(p["rx"], t)
 
     def link(self, dev_eui, join_eui, app_key):
