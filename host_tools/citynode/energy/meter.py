@@ -77,32 +77,30 @@ class Meter:
 
     def now_ma(self) -> float:
         """What the node draws at this moment, from every component's present state."""
-        return sum(model.current_ma(p, s, d) for p, s, d in self.states().values())
+        return sum(_current_ma(p, s, d) for p, s, d in self.states().values())
 
     def usage(self) -> Usage:
         """Time per component and state up to now, with the current and charge the model gives each."""
-        now = self.now_us()
-        for name, c in self.comps.items():
-            self._accrue(name, c, now)
-        rows = []
-        for key in sorted(self.time_us, key=_order):
-            name, state, detail = key
-            part = self.comps[name]["part"]
-            ma = _current_ma(part, state, detail)
-            us = self.time_us[key]
-            rows.append(Row(name, part, state, detail, us / 1e6, ma, ma * us / 3.6e9))
-        return Usage(rows)
+        return Usage([Row(name, part, state, detail, us / 1e6, ma, ma * us / 3.6e9)
+                      for name, part, state, detail, us, ma in self._terms()])
 
     def charge_mah(self) -> float:
         """The charge drawn up to now: usage().total_mah(), the same sum in the same order, without building the
         table (a battery twin asks at every ADC read)."""
+        total = 0
+        for _, _, _, _, us, ma in self._terms():
+            total += ma * us / 3.6e9
+        return total
+
+    def _terms(self):
+        """(component, part, state, detail, us, mA) per component and state up to now, in the table's order."""
         now = self.now_us()
         for name, c in self.comps.items():
             self._accrue(name, c, now)
-        total = 0
         for key in sorted(self.time_us, key=_order):
-            total += _current_ma(self.comps[key[0]]["part"], key[1], key[2]) * self.time_us[key] / 3.6e9
-        return total
+            name, state, detail = key
+            part = self.comps[name]["part"]
+            yield name, part, state, detail, self.time_us[key], _current_ma(part, state, detail)
 
 
 @dataclass
